@@ -1,0 +1,136 @@
+"""Prompt formats: a conversation and its functions rendered as the text a completion model was trained on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from backend.errors import PromptTooLongError
+from backend.specs import FunctionSpec, function_list_text, load_functions
+
+__all__ = [
+    "PromptStyle",
+    "PROMPT_STYLES",
+    "FUNCTION_RESULT_TEMPLATE",
+    "format_prompt",
+    "stop_sequences",
+    "estimate_tokens",
+]
+
+PromptStyle = Literal["llama2", "mistral"]
+PROMPT_STYLES: tuple[PromptStyle, ...] = ("llama2", "mistral")
+
+# The v2 model card documents no way to return a result; Trelis' v3 templates use this user turn.
+FUNCTION_RESULT_TEMPLATE = "Here is the response to the function call. If helpful, use it to respond to my question:\n\n{result}"
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Markers:
+    turn_end: str  # after an assistant answer, before the next [INST]
+    system_in_sys_block: bool  # Llama-2 has <<SYS>>; Mistral v0.1 has no system role
+
+
+_STYLES: dict[str, _Markers] = {
+    "llama2": _Markers(turn_end=" </s><s>", system_in_sys_block=True),
+    "mistral": _Markers(turn_end="</s>", system_in_sys_block=False),
+}
+
+
+def stop_sequences(style: str) -> list[str]:
+    """Strings that end the model's turn in `style` (beyond the end-of-sequence token the server stops on)."""
+    _markers(style)
+    return ["</s>", "[INST]"]
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high token estimate for servers whose tokenizer we do not have (about 3 characters per token)."""
+    return len(text) // 3 + 1
+
+
+def format_prompt(
+    conversation: Sequence[Message],
+    functions: Iterable[FunctionSpec | dict[str, Any]] = (),
+    *,
+    system: str | None = None,
+    style: str = "llama2",
+    max_input_tokens: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+) -> str:
+    """Render `conversation` for a Trelis function-calling model, dropping the oldest turns to fit `max_input_tokens`."""
+    markers = _markers(style)
+    specs = load_functions(functions)
+    turns = _group_turns(conversation)
+    if not turns:
+        raise ValueError("format_prompt needs at least one message.")
+    prompt = _render(turns, specs, system, markers)
+    if max_input_tokens is None:
+        return prompt
+    count = count_tokens or estimate_tokens
+    # Drop whole exchanges from the oldest; the function block, the system prompt and the newest exchange always stay.
+    # The whole conversation is tried first even when it opens with a function result (history cut by the caller).
+    exchange_starts = [0, *(i for i, turn in enumerate(turns) if turn.starts_exchange and i > 0)]
+    for first_kept in exchange_starts:
+        prompt = _render(turns[first_kept:], specs, system, markers)
+        if count(prompt) <= max_input_tokens:
+            return prompt
+    raise PromptTooLongError(
+        f"The latest message does not fit the model's input limit of {max_input_tokens} tokens "
+        f"(it needs about {count(prompt)}). Shorten it, offer fewer functions, or start a new conversation."
+    )
+
+
+@dataclass
+class _Turn:
+    """One [INST] block: what the user side said (messages or function results) and the assistant's answer, if any."""
+
+    user: list[str]
+    assistant: list[str]
+    starts_exchange: bool  # begins with a user message, not a function result: a safe place to cut history
+
+
+def _group_turns(conversation: Sequence[Message]) -> list[_Turn]:
+    turns: list[_Turn] = []
+    for message in conversation:
+        role, content = message["role"], message["content"]
+        if role in ("user", "function_result"):
+            text = FUNCTION_RESULT_TEMPLATE.format(result=content) if role == "function_result" else content
+            if not turns or turns[-1].assistant:
+                turns.append(_Turn(user=[], assistant=[], starts_exchange=role == "user"))
+            turns[-1].user.append(text)
+        elif role in ("assistant", "function_call"):
+            if not turns:
+                turns.append(_Turn(user=[], assistant=[], starts_exchange=True))
+            turns[-1].assistant.append(content)
+        else:
+            raise ValueError(f"Unknown message role {role!r}.")
+    return turns
+
+
+def _render(turns: list[_Turn], specs: list[FunctionSpec], system: str | None, markers: _Markers) -> str:
+    parts: list[str] = []
+    system = (system or "").strip()  # a blank system prompt would leave an empty <<SYS>> block
+    if specs:
+        parts.append(f"<FUNCTIONS>{function_list_text(specs)}</FUNCTIONS>\n\n")
+    for index, turn in enumerate(turns):
+        user = "\n\n".join(t.strip() for t in turn.user)
+        if index == 0 and system:
+            if markers.system_in_sys_block:
+                user = f"<<SYS>>\n{system}\n<</SYS>>\n\n{user}"
+            else:
+                user = f"{system}\n\n{user}"
+        parts.append(f"[INST] {user} [/INST]\n\n")
+        if turn.assistant:
+            parts.append("\n".join(a.strip() for a in turn.assistant))
+            if index < len(turns) - 1:
+                parts.append(markers.turn_end)
+    return "".join(parts)
+
+
+def _markers(style: str) -> _Markers:
+    try:
+        return _STYLES[style]
+    except KeyError:
+        raise ValueError(f"Unknown prompt style {style!r}; use one of {', '.join(PROMPT_STYLES)}.") from None
