@@ -1,0 +1,635 @@
+"""The conversation engine: user text -> model -> proposed calls -> a person's confirmation -> tool -> result -> model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from backend.calls import FunctionCall
+from backend.errors import CallcardError, InvalidInputError, InvalidStateError, NotFoundError
+from backend.llm import GenerationParams, ModelBackend, ReplyDone, TextDelta
+from backend.parsing import CallDetector, parse_reply
+from backend.specs import FunctionSpec
+from backend.store import (
+    SETTLED_STATUSES,
+    CallStatus,
+    Conversation,
+    FunctionCallRecord,
+    Message,
+    MessageRole,
+    Store,
+    User,
+    new_id,
+    utcnow,
+)
+from backend.tools import ToolPolicy, ToolRegistry
+from backend.validation import CALL_ERROR_KEY, validate_arguments, validate_call
+
+__all__ = [
+    "Engine",
+    "Limits",
+    "CallView",
+    "EngineEvent",
+    "Token",
+    "PreparingCall",
+    "ReplyText",
+    "CallProposed",
+    "CallUpdated",
+    "AssistantNote",
+    "ErrorEvent",
+    "Done",
+]
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "callcard.conversation.v1"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one message, reply, turn or result may hold; over a limit the user gets a clear error and nothing is lost."""
+
+    max_message_chars: int = 8000
+    max_calls_per_reply: int = 5
+    max_calls_per_turn: int = 8
+    max_title_chars: int = 60
+
+
+class CallView(BaseModel):
+    """What a card shows about one call."""
+
+    id: str
+    reply_id: str
+    function: str
+    description: str = ""
+    status: CallStatus
+    auto: bool = False
+    proposed_arguments: dict[str, Any] = Field(default_factory=dict)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    edited: bool = False
+    errors: dict[str, str] = Field(default_factory=dict)
+    missing: list[str] = Field(default_factory=list)
+    result: Any = None
+    error: str | None = None
+    reject_reason: str | None = None
+    duration_ms: float | None = None
+    spec: FunctionSpec | None = None
+
+
+class Token(BaseModel):
+    """Visible text of the reply being streamed."""
+
+    kind: Literal["token"] = "token"
+    text: str
+
+
+class PreparingCall(BaseModel):
+    """The model has started writing a function call."""
+
+    kind: Literal["preparing_call"] = "preparing_call"
+
+
+class ReplyText(BaseModel):
+    """The final prose of the reply just streamed (the calls removed); replaces the streamed text."""
+
+    kind: Literal["reply_text"] = "reply_text"
+    text: str
+
+
+class CallProposed(BaseModel):
+    kind: Literal["call_proposed"] = "call_proposed"
+    call: CallView
+
+
+class CallUpdated(BaseModel):
+    kind: Literal["call_updated"] = "call_updated"
+    call: CallView
+
+
+class AssistantNote(BaseModel):
+    """A message Callcard adds in the assistant's place, such as asking for missing information."""
+
+    kind: Literal["assistant_note"] = "assistant_note"
+    text: str
+
+
+class ErrorEvent(BaseModel):
+    kind: Literal["error"] = "error"
+    message: str
+    retryable: bool = False
+
+
+class Done(BaseModel):
+    """The engine has finished; `awaiting_confirmation` when cards wait for a person."""
+
+    kind: Literal["done"] = "done"
+    awaiting_confirmation: bool = False
+
+
+EngineEvent = Token | PreparingCall | ReplyText | CallProposed | CallUpdated | AssistantNote | ErrorEvent | Done
+
+
+class Engine:
+    """Drives conversations; every public method checks that the acting user owns what it touches."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        backend: ModelBackend,
+        registry: ToolRegistry,
+        params: GenerationParams | None = None,
+        limits: Limits | None = None,
+        system_prompt: str | None = None,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.registry = registry
+        self.params = params or GenerationParams()
+        self.limits = limits or Limits()
+        self.system_prompt = system_prompt
+
+    # Conversations
+
+    def create_conversation(self, user: str, *, title: str | None = None) -> Conversation:
+        return self.store.create_conversation(owner=self._user(user), title=title, system_prompt=self.system_prompt)
+
+    def list_conversations(self, user: str) -> list[Conversation]:
+        return self.store.list_conversations(user=self._user(user))
+
+    def conversation(self, conversation_id: str, user: str) -> Conversation:
+        return self.store.conversation(conversation_id, user=self._user(user))
+
+    def rename_conversation(self, conversation_id: str, user: str, title: str) -> Conversation:
+        title = " ".join(title.split())[:200] or "Untitled"
+        return self.store.update_conversation(conversation_id, user=self._user(user), title=title)
+
+    def update_settings(
+        self, conversation_id: str, user: str, *, system_prompt: str | None = None,
+        temperature: float | None = None, max_new_tokens: int | None = None,
+    ) -> Conversation:
+        """Per-conversation generation settings; None keeps the default."""
+        if temperature is not None and not 0 <= temperature <= 2:
+            raise InvalidInputError("Temperature must be between 0 and 2.")
+        if max_new_tokens is not None and not 1 <= max_new_tokens <= 8192:
+            raise InvalidInputError("Max new tokens must be between 1 and 8192.")
+        return self.store.update_conversation(
+            conversation_id, user=self._user(user), system_prompt=system_prompt or None,
+            temperature=temperature, max_new_tokens=max_new_tokens,
+        )
+
+    def delete_conversation(self, conversation_id: str, user: str) -> None:
+        self.store.delete_conversation(conversation_id, user=self._user(user))
+
+    def messages(self, conversation_id: str, user: str) -> list[Message]:
+        self.conversation(conversation_id, user)
+        return self.store.messages(conversation_id)
+
+    def calls(self, conversation_id: str, user: str) -> list[CallView]:
+        self.conversation(conversation_id, user)
+        return [self._view(record) for record in self.store.calls(conversation_id=conversation_id)]
+
+    def export_conversation(self, conversation_id: str, user: str) -> dict[str, Any]:
+        """The whole conversation as JSON-ready data: messages, calls, results and edits."""
+        conversation = self.conversation(conversation_id, user)
+        return {
+            "format": EXPORT_FORMAT,
+            "conversation": conversation.model_dump(mode="json", exclude={"owner_id"}),
+            "messages": [m.model_dump(mode="json", exclude={"id", "conversation_id"}) for m in self.store.messages(conversation_id)],
+            "calls": [c.model_dump(mode="json", exclude={"conversation_id", "confirmed_by"}) for c in self.store.calls(conversation_id=conversation_id)],
+        }
+
+    def import_conversation(self, data: dict[str, Any], user: str) -> Conversation:
+        """A new conversation owned by `user` from an export; ids are fresh, so importing twice makes two copies."""
+        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+            raise InvalidInputError(f"This is not a Callcard conversation export (expected format {EXPORT_FORMAT}).")
+        try:
+            source = data["conversation"]
+            owner = self._user(user)
+            conversation = self.store.create_conversation(
+                owner=owner, title=str(source.get("title") or "Imported conversation")[:200],
+                model_id=source.get("model_id"), prompt_style=source.get("prompt_style"),
+                system_prompt=source.get("system_prompt"), temperature=source.get("temperature"),
+                max_new_tokens=source.get("max_new_tokens"),
+            )
+            call_ids: dict[str, str] = {}
+            for call in data.get("calls", []):
+                record = FunctionCallRecord.model_validate({
+                    **{k: v for k, v in call.items() if k not in ("id", "conversation_id", "confirmed_by")},
+                    "conversation_id": conversation.id,
+                })
+                call_ids[call["id"]] = record.id
+                with self.store.session() as session:
+                    session.add(record)
+                    session.commit()
+            for message in sorted(data.get("messages", []), key=lambda m: m["position"]):
+                self.store.add_message(
+                    conversation_id=conversation.id, role=MessageRole(message["role"]), content=str(message["content"]),
+                    call_id=call_ids.get(message.get("call_id") or ""), extra=message.get("extra"),
+                )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidInputError(f"This conversation export is damaged and was not imported: {error}.") from None
+        return self.store.conversation(conversation.id, user=owner)
+
+    # Turns
+
+    async def send(self, conversation_id: str, user: str, text: str) -> AsyncIterator[EngineEvent]:
+        """Store the user's message, then stream the model's reply and any proposed calls."""
+        owner = self._user(user)
+        conversation = self.store.conversation(conversation_id, user=owner)
+        text = text.strip()
+        if not text:
+            yield ErrorEvent(message="The message is empty.")
+            return
+        if len(text) > self.limits.max_message_chars:
+            yield ErrorEvent(message=(
+                f"The message is {len(text):,} characters long; the limit is {self.limits.max_message_chars:,}. "
+                "Shorten it and send again."
+            ))
+            return
+        for event in self._supersede_open_calls(conversation.id):
+            yield event
+        turn_id = new_id()
+        self.store.add_message(conversation_id=conversation.id, role=MessageRole.USER, content=text, extra={"turn_id": turn_id})
+        if conversation.title == "New conversation":
+            title = " ".join(text.split())
+            if len(title) > self.limits.max_title_chars:
+                title = title[: self.limits.max_title_chars - 1] + "…"
+            conversation = self.store.update_conversation(conversation.id, user=owner, title=title)
+        if conversation.model_id is None:
+            conversation = await self._record_model(conversation, owner)
+        async for event in self._reply(conversation, owner, turn_id):
+            yield event
+
+    async def retry(self, conversation_id: str, user: str) -> AsyncIterator[EngineEvent]:
+        """Ask the model again after a failed reply; the user's message is already stored."""
+        owner = self._user(user)
+        conversation = self.store.conversation(conversation_id, user=owner)
+        messages = [m for m in self.store.messages(conversation.id) if m.role != MessageRole.ERROR]
+        if not messages or messages[-1].role not in (MessageRole.USER, MessageRole.FUNCTION_RESULT):
+            yield ErrorEvent(message="There is nothing to retry: the model has already answered.")
+            return
+        if self._open_calls(conversation.id):
+            yield ErrorEvent(message="Some calls still wait for confirmation: confirm or reject them first.")
+            return
+        async for event in self._reply(conversation, owner, self._current_turn(messages)):
+            yield event
+
+    async def confirm(self, call_id: str, arguments: dict[str, Any] | None, user: str) -> AsyncIterator[EngineEvent]:
+        """Run a proposed call with the (possibly edited) arguments, then let the model answer once all are settled."""
+        owner = self._user(user)
+        record = self._owned_call(call_id, owner)
+        conversation = self.store.conversation(record.conversation_id, user=owner)
+        tool = self.registry.get(record.function_name)
+        if tool is None or tool.policy == ToolPolicy.DISABLED:
+            yield ErrorEvent(message=f"The function {record.function_name!r} is not available; reject this call.")
+            return
+        given = dict(record.proposed_arguments or {}) if arguments is None else dict(arguments)
+        normalised, errors, missing = validate_arguments(tool.spec, given)
+        if errors:
+            yield CallUpdated(call=self._view(record).model_copy(update={"arguments": given, "errors": errors, "missing": missing}))
+            yield ErrorEvent(message="Some fields need attention before this call can run: " + _error_summary(errors))
+            return
+        edited = given != (record.proposed_arguments or {})
+        try:
+            record = self.store.transition(
+                call_id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED,
+                edited_arguments=given if edited else None, final_arguments=normalised, validation_errors=None,
+                confirmed_by=owner.id, confirmed_at=utcnow(),
+            )
+        except InvalidStateError as error:
+            yield ErrorEvent(message=str(error))
+            return
+        async for event in self._execute(record):
+            yield event
+        async for event in self._continue_if_settled(conversation, owner, record):
+            yield event
+
+    async def reject(self, call_id: str, user: str, reason: str | None = None) -> AsyncIterator[EngineEvent]:
+        """Decline a proposed call; the model is told (with the reason) and the conversation goes on."""
+        owner = self._user(user)
+        record = self._owned_call(call_id, owner)
+        conversation = self.store.conversation(record.conversation_id, user=owner)
+        reason = (reason or "").strip()[:1000] or None
+        try:
+            record = self.store.transition(
+                call_id, expected=CallStatus.PROPOSED, to=CallStatus.REJECTED, reject_reason=reason,
+                confirmed_by=owner.id, finished_at=utcnow(),
+            )
+        except InvalidStateError as error:
+            yield ErrorEvent(message=str(error))
+            return
+        self._add_result_message(record, {"declined": "The user declined this call.", "reason": reason or "none given"})
+        yield CallUpdated(call=self._view(record))
+        async for event in self._continue_if_settled(conversation, owner, record):
+            yield event
+
+    # The loop
+
+    async def _reply(self, conversation: Conversation, owner: User, turn_id: str) -> AsyncIterator[EngineEvent]:
+        """Stream one model reply, store it, propose its calls, and keep going while calls settle on their own."""
+        while True:
+            specs = self.registry.specs()
+            text_parts: list[str] = []
+            finished: ReplyDone | None = None
+            detector = CallDetector()
+            shown = 0
+            preparing = False
+            started = time.perf_counter()
+            try:
+                async for chunk in self.backend.stream(
+                    self._prompt_history(conversation.id), specs,
+                    system=conversation.system_prompt, params=self._params(conversation),
+                ):
+                    if isinstance(chunk, TextDelta):
+                        text_parts.append(chunk.text)
+                        detector.feed(chunk.text)
+                        visible = detector.text_so_far
+                        if len(visible) > shown:
+                            yield Token(text=visible[shown:])
+                            shown = len(visible)
+                        if detector.state == "call" and not preparing:
+                            preparing = True
+                            yield PreparingCall()
+                    else:
+                        finished = chunk
+            except CallcardError as error:
+                partial = "".join(text_parts)
+                self.store.add_message(
+                    conversation_id=conversation.id, role=MessageRole.ERROR, content=str(error),
+                    extra={"turn_id": turn_id, "partial": partial, "retryable": error.retryable},
+                )
+                log.info("turn failed conversation=%s error=%s", conversation.id, type(error).__name__)
+                yield ErrorEvent(message=str(error), retryable=error.retryable)
+                yield Done()
+                return
+            reply = parse_reply("".join(text_parts))
+            calls = [*(finished.calls if finished else []), *reply.calls]
+            model_ms = (time.perf_counter() - started) * 1000
+            log.info(
+                "turn conversation=%s calls=%d finish=%s model_ms=%.0f",
+                conversation.id, len(calls), finished.finish_reason if finished else "?", model_ms,
+            )
+            yield ReplyText(text=reply.text)
+            if reply.text:
+                self.store.add_message(
+                    conversation_id=conversation.id, role=MessageRole.ASSISTANT, content=reply.text,
+                    extra={"turn_id": turn_id},
+                )
+            if not calls:
+                if reply.problems:
+                    message = " ".join(reply.problems) + " Retry, or rephrase your request."
+                    self.store.add_message(
+                        conversation_id=conversation.id, role=MessageRole.ERROR, content=message,
+                        extra={"turn_id": turn_id, "partial": "".join(text_parts), "retryable": True},
+                    )
+                    yield ErrorEvent(message=message, retryable=True)
+                elif not reply.text:
+                    message = "The model returned an empty reply. Retry, or rephrase your request."
+                    self.store.add_message(
+                        conversation_id=conversation.id, role=MessageRole.ERROR, content=message,
+                        extra={"turn_id": turn_id, "retryable": True},
+                    )
+                    yield ErrorEvent(message=message, retryable=True)
+                yield Done()
+                return
+            stop_reason = self._loop_guard(conversation.id, turn_id, calls)
+            if stop_reason:
+                self.store.add_message(
+                    conversation_id=conversation.id, role=MessageRole.ERROR, content=stop_reason,
+                    extra={"turn_id": turn_id, "retryable": False},
+                )
+                yield ErrorEvent(message=stop_reason)
+                yield Done()
+                return
+            if len(calls) > self.limits.max_calls_per_reply:
+                yield ErrorEvent(message=(
+                    f"The model proposed {len(calls)} calls in one reply; only the first "
+                    f"{self.limits.max_calls_per_reply} are shown."
+                ))
+                calls = calls[: self.limits.max_calls_per_reply]
+            reply_id = new_id()
+            proposed: list[FunctionCallRecord] = []
+            for call in calls:
+                async for event in self._propose(conversation, call, reply_id, turn_id, specs):
+                    yield event
+            proposed = self.store.calls(reply_id=reply_id)
+            missing_note = _missing_note([self._view(r) for r in proposed if r.status == CallStatus.PROPOSED])
+            if missing_note:
+                self.store.add_message(
+                    conversation_id=conversation.id, role=MessageRole.ASSISTANT, content=missing_note,
+                    extra={"turn_id": turn_id, "note": "missing"},
+                )
+                yield AssistantNote(text=missing_note)
+            if any(r.status not in SETTLED_STATUSES for r in proposed):
+                yield Done(awaiting_confirmation=True)
+                return
+            # Everything settled without a person (auto tools, unknown functions): the model goes on.
+
+    async def _propose(
+        self, conversation: Conversation, call: FunctionCall, reply_id: str, turn_id: str, specs: list[FunctionSpec],
+    ) -> AsyncIterator[EngineEvent]:
+        checked = validate_call(call, specs)
+        record = self.store.add_call(
+            FunctionCallRecord(
+                conversation_id=conversation.id, reply_id=reply_id, turn_id=turn_id, function_name=call.name[:200],
+                proposed_arguments=call.arguments,
+                validation_errors={"errors": checked.errors, "missing": checked.missing, "normalised": checked.arguments}
+                if checked.spec is not None else {"errors": checked.errors, "missing": [], "normalised": {}},
+            ),
+            message_content=call.to_trelis_json(),
+        )
+        if checked.spec is None:
+            record = self.store.transition(
+                record.id, expected=CallStatus.PROPOSED, to=CallStatus.FAILED, finished_at=utcnow(),
+                error=checked.errors[CALL_ERROR_KEY],
+            )
+            self._add_result_message(record, {"error": checked.errors[CALL_ERROR_KEY]})
+            yield CallUpdated(call=self._view(record))
+            return
+        tool = self.registry.get(call.name)
+        yield CallProposed(call=self._view(record))
+        if tool is not None and tool.policy == ToolPolicy.AUTO and checked.ok:
+            record = self.store.transition(
+                record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED, auto=True,
+                final_arguments=checked.arguments, confirmed_at=utcnow(),
+            )
+            async for event in self._execute(record):
+                yield event
+
+    async def _execute(self, record: FunctionCallRecord) -> AsyncIterator[EngineEvent]:
+        record = self.store.transition(record.id, expected=CallStatus.CONFIRMED, to=CallStatus.RUNNING, started_at=utcnow())
+        yield CallUpdated(call=self._view(record))
+        result = await self.registry.execute(record.function_name, dict(record.final_arguments or {}))
+        if result.ok:
+            record = self.store.transition(
+                record.id, expected=CallStatus.RUNNING, to=CallStatus.SUCCEEDED, finished_at=utcnow(),
+                duration_ms=result.duration_ms, result={"value": result.value, "truncated": result.truncated},
+            )
+            self._add_result_message(record, result.value)
+        else:
+            record = self.store.transition(
+                record.id, expected=CallStatus.RUNNING, to=CallStatus.FAILED, finished_at=utcnow(),
+                duration_ms=result.duration_ms, error=result.error,
+            )
+            self._add_result_message(record, {"error": result.error})
+        log.info(
+            "call conversation=%s function=%s status=%s auto=%s duration_ms=%.0f",
+            record.conversation_id, record.function_name, record.status, record.auto, record.duration_ms or 0,
+        )
+        yield CallUpdated(call=self._view(record))
+
+    async def _continue_if_settled(
+        self, conversation: Conversation, owner: User, record: FunctionCallRecord,
+    ) -> AsyncIterator[EngineEvent]:
+        siblings = self.store.calls(reply_id=record.reply_id)
+        if any(s.status not in SETTLED_STATUSES for s in siblings):
+            yield Done(awaiting_confirmation=True)
+            return
+        conversation = self.store.conversation(conversation.id, user=owner)
+        async for event in self._reply(conversation, owner, record.turn_id):
+            yield event
+
+    def _loop_guard(self, conversation_id: str, turn_id: str, calls: list[FunctionCall]) -> str | None:
+        """Why the model must stop here (same call again after its result, or too many calls), or None."""
+        earlier = self.store.calls(conversation_id=conversation_id, turn_id=turn_id)
+        answered = {
+            (c.function_name, _canonical(c.final_arguments or c.proposed_arguments or {}))
+            for c in earlier if c.status == CallStatus.SUCCEEDED
+        }
+        for call in calls:
+            if (call.name, _canonical(call.arguments)) in answered:
+                return (
+                    f"The model asked to call {call.name} again with the same arguments after getting its result. "
+                    "Callcard stopped here to avoid a loop; ask a follow-up question to go on."
+                )
+        if len(earlier) + len(calls) > self.limits.max_calls_per_turn:
+            return (
+                f"The model has proposed {len(earlier) + len(calls)} calls for one message; the limit is "
+                f"{self.limits.max_calls_per_turn}. Callcard stopped here; ask again to go on."
+            )
+        return None
+
+    # Helpers
+
+    async def _record_model(self, conversation: Conversation, owner: User) -> Conversation:
+        """Note which model and prompt style a conversation was held with (for the audit and exports)."""
+        try:
+            info = await self.backend.info()
+        except CallcardError:
+            return conversation  # the turn itself will report the failure
+        return self.store.update_conversation(
+            conversation.id, user=owner, model_id=info.model_id[:300],
+        )
+
+    def _supersede_open_calls(self, conversation_id: str) -> list[EngineEvent]:
+        """A new user message settles the cards still waiting: they are declined, and the model is told."""
+        events: list[EngineEvent] = []
+        for record in self._open_calls(conversation_id):
+            try:
+                record = self.store.transition(
+                    record.id, expected=CallStatus.PROPOSED, to=CallStatus.REJECTED, finished_at=utcnow(),
+                    reject_reason="The user sent a new message instead of confirming.",
+                )
+            except InvalidStateError:
+                continue
+            self._add_result_message(record, {"declined": "The user sent a new message instead of confirming this call."})
+            events.append(CallUpdated(call=self._view(record)))
+        return events
+
+    def _open_calls(self, conversation_id: str) -> list[FunctionCallRecord]:
+        return [c for c in self.store.calls(conversation_id=conversation_id) if c.status == CallStatus.PROPOSED]
+
+    def _add_result_message(self, record: FunctionCallRecord, value: Any) -> None:
+        self.store.add_message(
+            conversation_id=record.conversation_id, role=MessageRole.FUNCTION_RESULT,
+            content=json.dumps(value, ensure_ascii=False, default=str), call_id=record.id,
+        )
+
+    def _prompt_history(self, conversation_id: str) -> list[dict[str, str]]:
+        """The conversation as the prompt formats take it: no errors, calls as they were finally run."""
+        history: list[dict[str, str]] = []
+        for role, content, function_name, arguments in self.store.transcript(conversation_id):
+            if role == MessageRole.ERROR:
+                continue
+            if role == MessageRole.FUNCTION_CALL and function_name is not None:
+                if isinstance(arguments, str):  # JSON columns come back as text from a COALESCE on some databases
+                    arguments = json.loads(arguments)
+                content = FunctionCall(name=function_name, arguments=dict(arguments or {})).to_trelis_json()
+            history.append({"role": role, "content": content})
+        return history
+
+    def _params(self, conversation: Conversation) -> GenerationParams:
+        changes: dict[str, Any] = {}
+        if conversation.temperature is not None:
+            changes["temperature"] = conversation.temperature
+        if conversation.max_new_tokens is not None:
+            changes["max_new_tokens"] = conversation.max_new_tokens
+        return self.params.model_copy(update=changes)
+
+    def _view(self, record: FunctionCallRecord) -> CallView:
+        tool = self.registry.get(record.function_name)
+        checks = record.validation_errors or {}
+        status = CallStatus(record.status)
+        if record.final_arguments is not None:
+            arguments = dict(record.final_arguments)
+        else:
+            arguments = {**(record.proposed_arguments or {}), **(checks.get("normalised") or {})}
+        result = (record.result or {}).get("value") if record.result else None
+        return CallView(
+            id=record.id, reply_id=record.reply_id, function=record.function_name,
+            description=tool.spec.description if tool else "", status=status, auto=record.auto,
+            proposed_arguments=dict(record.proposed_arguments or {}), arguments=arguments,
+            edited=record.edited_arguments is not None,
+            errors=dict(checks.get("errors") or {}) if status == CallStatus.PROPOSED else {},
+            missing=list(checks.get("missing") or []) if status == CallStatus.PROPOSED else [],
+            result=result, error=record.error, reject_reason=record.reject_reason, duration_ms=record.duration_ms,
+            spec=tool.spec if tool else None,
+        )
+
+    def _owned_call(self, call_id: str, owner: User) -> FunctionCallRecord:
+        record = self.store.call(call_id)
+        self.store.conversation(record.conversation_id, user=owner)  # raises NotFoundError for another's call
+        return record
+
+    def _current_turn(self, messages: list[Message]) -> str:
+        for message in reversed(messages):
+            if message.role == MessageRole.USER:
+                return str((message.extra or {}).get("turn_id") or new_id())
+        return new_id()
+
+    def _user(self, name: str) -> User:
+        if not name:
+            raise NotFoundError("No user is signed in.")
+        return self.store.user(name)
+
+
+def _canonical(arguments: dict[str, Any]) -> str:
+    return json.dumps(arguments, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _error_summary(errors: dict[str, str]) -> str:
+    return "; ".join(f"{field or 'call'}: {message}" for field, message in errors.items())
+
+
+def _missing_note(views: list[CallView]) -> str:
+    """The assistant's question for the information a call still needs (the model card's advice)."""
+    lines: list[str] = []
+    for view in views:
+        if not view.missing:
+            continue
+        asks = []
+        for name in view.missing:
+            argument = view.spec.argument(name.split(".")[0].split("[")[0]) if view.spec else None
+            label = name.replace("_", " ")
+            asks.append(f"**{label}**" + (f" ({argument.description})" if argument and argument.description else ""))
+        lines.append(f"To run `{view.function}` I still need: " + ", ".join(asks) + ".")
+    if not lines:
+        return ""
+    return "\n".join(lines) + "\nPlease fill in the card below (or tell me here), then confirm."

@@ -1,0 +1,124 @@
+"""Callcard's settings: read once at start-up from the environment (and `.env`), validated, then passed to constructors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+Backend = Literal["embedded", "tgi", "openai"]
+
+
+class Settings(BaseSettings):
+    """Every setting Callcard reads; environment variables are `CALLCARD_<NAME>` unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLCARD_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    # The model
+    backend: Backend | None = None
+    endpoint: str | None = None
+    model_path: Path | None = None
+    model_name: str | None = None
+    prompt_style: Literal["llama2", "mistral", "native"] | None = None
+    call_mode: Literal["grammar", "parse"] = "grammar"
+    hf_token: str | None = Field(default=None, validation_alias=AliasChoices("HF_TOKEN", "CALLCARD_HF_TOKEN"))
+    api_key: str | None = None
+    timeout_s: float = Field(default=120.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+
+    # Generation defaults (Trelis' own TGI setup for these models)
+    max_new_tokens: int = Field(default=1024, ge=1)
+    temperature: float = Field(default=0.2, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    top_k: int = Field(default=50, ge=0)
+    repetition_penalty: float = Field(default=1.2, gt=0)
+    system_prompt: str | None = None
+
+    # Storage
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+
+    # Tools
+    tools: Path | None = None
+    http_tools: Path | None = None
+    functions: Path | None = None
+    auto_tools: str = ""
+    disabled_tools: str = ""
+
+    # Limits
+    max_message_chars: int = Field(default=8000, ge=1)
+    max_calls_per_reply: int = Field(default=5, ge=1)
+    max_calls_per_turn: int = Field(default=8, ge=1)
+    max_result_bytes: int = Field(default=16_384, ge=256)
+
+    # People
+    auth: str | None = None
+    leads: str = ""
+
+    @model_validator(mode="after")
+    def _resolve_backend(self) -> Settings:
+        if self.backend is None:
+            self.backend = "tgi" if self.endpoint else "embedded"
+        if self.backend in ("tgi", "openai") and not self.endpoint:
+            raise ValueError(
+                f"CALLCARD_BACKEND={self.backend} needs a server: set CALLCARD_ENDPOINT "
+                "(for example http://localhost:8080)."
+            )
+        if self.backend == "embedded" and self.endpoint:
+            raise ValueError(
+                "CALLCARD_ENDPOINT is set but CALLCARD_BACKEND=embedded: unset one of them, "
+                "or set CALLCARD_BACKEND to tgi or openai."
+            )
+        if self.model_path is not None and self.backend != "embedded":
+            raise ValueError("CALLCARD_MODEL_PATH is for the embedded backend: unset it, or unset CALLCARD_ENDPOINT.")
+        if self.model_path is not None and not self.model_path.is_file():
+            raise ValueError(f"CALLCARD_MODEL_PATH={self.model_path} is not a file: give the path of a .gguf model.")
+        return self
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL of the store: CALLCARD_DATABASE_URL, or a SQLite file in the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'callcard.db'}"
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token for the model server."""
+        return self.api_key or self.hf_token
+
+    @property
+    def auto_tool_names(self) -> list[str]:
+        return _names(self.auto_tools)
+
+    @property
+    def disabled_tool_names(self) -> list[str]:
+        return _names(self.disabled_tools)
+
+    @property
+    def lead_names(self) -> list[str]:
+        return _names(self.leads)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and `overrides` (command-line flags), or a ConfigError saying what to set."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise ConfigError(f"Invalid settings: {problems}") from None
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    message = error.get("msg", "").removeprefix("Value error, ")
+    return f"CALLCARD_{location.upper()}: {message}" if location else message
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]

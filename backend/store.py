@@ -1,0 +1,486 @@
+"""The store: users, conversations, messages and function calls in SQLite (or PostgreSQL), with ordered migrations."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Column, Connection, Engine, Text, UniqueConstraint, bindparam, event, inspect, text, update
+from sqlalchemy.ext.mutable import MutableDict
+from sqlmodel import Field, Session, SQLModel, create_engine, func, select
+
+from backend.errors import InvalidStateError, NotFoundError
+
+__all__ = [
+    "CallStatus",
+    "MessageRole",
+    "User",
+    "Conversation",
+    "Message",
+    "FunctionCallRecord",
+    "Store",
+    "SETTLED_STATUSES",
+]
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class CallStatus(StrEnum):
+    PROPOSED = "proposed"
+    CONFIRMED = "confirmed"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    INTERRUPTED = "interrupted"
+
+
+SETTLED_STATUSES = frozenset({CallStatus.SUCCEEDED, CallStatus.FAILED, CallStatus.REJECTED, CallStatus.INTERRUPTED})
+
+
+class MessageRole(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    FUNCTION_CALL = "function_call"
+    FUNCTION_RESULT = "function_result"
+    ERROR = "error"
+
+
+def _json_column(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(MutableDict.as_mutable(JSON(none_as_null=True)), nullable=nullable))
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    role: str = Field(default="user", max_length=20)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Conversation(SQLModel, table=True):
+    __tablename__ = "conversations"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    owner_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    title: str = Field(default="New conversation", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
+    model_id: str | None = Field(default=None, max_length=300)
+    prompt_style: str | None = Field(default=None, max_length=40)
+    system_prompt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    temperature: float | None = None
+    max_new_tokens: int | None = None
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: str = Field(foreign_key="conversations.id", index=True, ondelete="CASCADE", max_length=32)
+    position: int
+    role: str = Field(max_length=20)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    call_id: str | None = Field(default=None, max_length=32)
+    extra: dict[str, Any] | None = _json_column()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FunctionCallRecord(SQLModel, table=True):
+    __tablename__ = "function_calls"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    conversation_id: str = Field(foreign_key="conversations.id", index=True, ondelete="CASCADE", max_length=32)
+    reply_id: str = Field(index=True, max_length=32)
+    turn_id: str = Field(max_length=32)
+    function_name: str = Field(index=True, max_length=200)
+    proposed_arguments: dict[str, Any] | None = _json_column()
+    edited_arguments: dict[str, Any] | None = _json_column()
+    final_arguments: dict[str, Any] | None = _json_column()
+    validation_errors: dict[str, Any] | None = _json_column()
+    status: str = Field(default=CallStatus.PROPOSED, index=True, max_length=20)
+    auto: bool = False
+    result: dict[str, Any] | None = _json_column()
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reject_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    confirmed_by: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    confirmed_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+
+
+class SchemaMigration(SQLModel, table=True):
+    __tablename__ = "schema_migrations"
+
+    name: str = Field(primary_key=True, max_length=200)
+    applied_at: datetime = Field(default_factory=utcnow)
+
+
+def _m001_initial(connection: Connection) -> None:
+    SQLModel.metadata.create_all(connection, tables=[
+        User.__table__, Conversation.__table__, Message.__table__, FunctionCallRecord.__table__,  # type: ignore[attr-defined]
+    ])
+
+
+# Ordered and named; never edit or reorder one that has shipped, append a new one instead. Each must leave a new and an
+# old database in the same state (check the inspector before adding a column, say).
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
+    ("001_initial", _m001_initial),
+]
+
+
+class Store:
+    """The database behind Callcard: a SQLAlchemy engine plus keyword-only operations on it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _create_engine(url)
+        self.apply_migrations()
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> Store:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{data_dir / 'callcard.db'}")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def apply_migrations(self) -> list[str]:
+        """Apply the migrations this database has not seen yet, in order; returns their names."""
+        applied_now: list[str] = []
+        with self.engine.begin() as connection:
+            SchemaMigration.__table__.create(connection, checkfirst=True)  # type: ignore[attr-defined]
+            done = set(connection.execute(select(SchemaMigration.name)).scalars())
+            for name, migrate in MIGRATIONS:
+                if name in done:
+                    continue
+                log.info("applying migration %s", name)
+                migrate(connection)
+                connection.execute(SchemaMigration.__table__.insert().values(name=name, applied_at=utcnow()))  # type: ignore[attr-defined]
+                applied_now.append(name)
+        return applied_now
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            log.exception("database ping failed")
+            return False
+
+    # Users
+
+    def user(self, name: str, *, role: str | None = None) -> User:
+        """The user called `name`, created on first sight; `role` updates it when given."""
+        found = self._one(_USER_BY_NAME, {"name": name}, User)
+        if found is not None and (role is None or found.role == role):
+            return found
+        with self.session() as session:
+            user = session.exec(select(User).where(User.name == name)).first()
+            if user is None:
+                user = User(name=name, role=role or "user")
+                session.add(user)
+                try:
+                    session.commit()
+                except Exception:  # another thread created it first
+                    session.rollback()
+                    user = session.exec(select(User).where(User.name == name)).one()
+            elif role is not None and user.role != role:
+                user.role = role
+                session.add(user)
+                session.commit()
+            return user
+
+    # Conversations
+
+    def create_conversation(self, *, owner: User, title: str | None = None, **settings: Any) -> Conversation:
+        conversation = Conversation(owner_id=owner.id, title=title or "New conversation", **settings)
+        with self.session() as session:
+            session.add(conversation)
+            session.commit()
+        return conversation
+
+    def conversation(self, conversation_id: str, *, user: User) -> Conversation:
+        """The conversation, if `user` owns it; otherwise NotFoundError (another's conversation is not revealed)."""
+        conversation = self._one(_CONVERSATION_BY_ID, {"id": conversation_id}, Conversation)
+        if conversation is None or conversation.owner_id != user.id:
+            raise NotFoundError("This conversation does not exist, or it is not yours.")
+        return conversation
+
+    def list_conversations(self, *, user: User, limit: int = 200) -> list[Conversation]:
+        """The user's conversations, newest first."""
+        with self.session() as session:
+            statement = (
+                select(Conversation)
+                .where(Conversation.owner_id == user.id)
+                .order_by(Conversation.updated_at.desc(), Conversation.created_at.desc())  # type: ignore[attr-defined]
+                .limit(limit)
+            )
+            return list(session.exec(statement))
+
+    def update_conversation(self, conversation_id: str, *, user: User, **changes: Any) -> Conversation:
+        self.conversation(conversation_id, user=user)
+        with self.session() as session:
+            conversation = session.get(Conversation, conversation_id)
+            assert conversation is not None
+            for key, value in changes.items():
+                setattr(conversation, key, value)
+            conversation.updated_at = utcnow()
+            session.add(conversation)
+            session.commit()
+            return conversation
+
+    def delete_conversation(self, conversation_id: str, *, user: User) -> None:
+        self.conversation(conversation_id, user=user)
+        with self.session() as session:
+            # Explicit deletes: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON, and we do not rely on it.
+            session.exec(FunctionCallRecord.__table__.delete().where(FunctionCallRecord.conversation_id == conversation_id))  # type: ignore[call-overload,attr-defined]
+            session.exec(Message.__table__.delete().where(Message.conversation_id == conversation_id))  # type: ignore[call-overload,attr-defined]
+            session.exec(Conversation.__table__.delete().where(Conversation.id == conversation_id))  # type: ignore[call-overload,attr-defined]
+            session.commit()
+
+    # Messages
+
+    def add_message(
+        self, *, conversation_id: str, role: MessageRole, content: str, call_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Message:
+        """Append a message at the end of the conversation (and mark the conversation as updated)."""
+        with self.session() as session:
+            message = self._append_message(session, conversation_id, role, content, call_id, extra)
+            session.commit()
+            return message
+
+    def _append_message(
+        self, session: Session, conversation_id: str, role: MessageRole, content: str, call_id: str | None,
+        extra: dict[str, Any] | None,
+    ) -> Message:
+        """Insert at the next position in one statement, so concurrent appends cannot take the same place."""
+        now = utcnow()
+        row = session.execute(
+            _APPEND_MESSAGE,
+            {"cid": conversation_id, "role": str(role), "content": content, "call_id": call_id, "extra": extra, "now": now},
+        ).one()
+        session.execute(_TOUCH_CONVERSATION, {"cid": conversation_id, "now": now})
+        return Message(
+            id=row.id, conversation_id=conversation_id, position=row.position, role=str(role), content=content,
+            call_id=call_id, extra=extra, created_at=now,
+        )
+
+    def messages(self, conversation_id: str) -> list[Message]:
+        with self.session() as session:
+            statement = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.position)  # type: ignore[arg-type]
+            return list(session.exec(statement))
+
+    def transcript(self, conversation_id: str) -> list[tuple[str, str, str | None, dict[str, Any] | None]]:
+        """(role, content, function name, arguments as run or proposed) per message, oldest first, in one query.
+
+        The prompt is rebuilt from this on every reply, so it reads plain rows rather than ORM objects.
+        """
+        messages = Message.__table__  # type: ignore[attr-defined]
+        calls = FunctionCallRecord.__table__  # type: ignore[attr-defined]
+        statement = (
+            select(
+                messages.c.role, messages.c.content, calls.c.function_name,
+                func.coalesce(calls.c.final_arguments, calls.c.proposed_arguments),
+            )
+            .select_from(messages.outerjoin(calls, calls.c.id == messages.c.call_id))
+            .where(messages.c.conversation_id == conversation_id)
+            .order_by(messages.c.position)
+        )
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(statement)]  # type: ignore[misc]
+
+    # Function calls
+
+    def add_call(self, record: FunctionCallRecord, *, message_content: str) -> FunctionCallRecord:
+        """Store a proposed call together with its function_call message, in one transaction."""
+        with self.session() as session:
+            session.add(record)
+            session.flush()
+            self._append_message(session, record.conversation_id, MessageRole.FUNCTION_CALL, message_content, record.id, None)
+            session.commit()
+            return record
+
+    def call(self, call_id: str) -> FunctionCallRecord:
+        record = self._one(_CALL_BY_ID, {"id": call_id}, FunctionCallRecord)
+        if record is None:
+            raise NotFoundError("This function call does not exist, or it is not yours.")
+        return record
+
+    def calls(
+        self, *, conversation_id: str | None = None, reply_id: str | None = None, turn_id: str | None = None,
+    ) -> list[FunctionCallRecord]:
+        """Calls matching every filter given, oldest first."""
+        filters = {"conversation_id": conversation_id, "reply_id": reply_id, "turn_id": turn_id}
+        given = tuple(sorted(key for key, value in filters.items() if value is not None))
+        statement = _CALLS_BY.get(given)
+        if statement is None:
+            raise ValueError(f"No call query for filters {given}.")
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement, {key: filters[key] for key in given})
+            return [FunctionCallRecord.model_validate(dict(row._mapping)) for row in rows]
+
+    def _one(self, statement: Any, params: dict[str, Any], model: type[SQLModel]) -> Any:
+        """One row of a prebuilt Core statement as a model (plain rows: ORM loading costs more than SQLite)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(statement, params).first()
+        return None if row is None else model.model_validate(dict(row._mapping))
+
+    def transition(
+        self, call_id: str, *, expected: set[CallStatus] | CallStatus, to: CallStatus, **changes: Any
+    ) -> FunctionCallRecord:
+        """Move a call from one of `expected` to `to` atomically (compare-and-set), or raise InvalidStateError."""
+        allowed = {expected} if isinstance(expected, CallStatus) else expected
+        table = FunctionCallRecord.__table__  # type: ignore[attr-defined]
+        with self.session() as session:
+            row = session.execute(
+                table.update()
+                .where(table.c.id == call_id, table.c.status.in_([str(s) for s in allowed]))
+                .values(status=str(to), **changes)
+                .returning(*table.c)
+            ).first()  # one statement: the compare-and-set and the read-back cannot be interleaved
+            session.commit()
+            if row is not None:
+                return FunctionCallRecord.model_validate(dict(row._mapping))
+            current = session.get(FunctionCallRecord, call_id)
+        if current is None:
+            raise NotFoundError("This function call does not exist, or it is not yours.")
+        raise InvalidStateError(f"This call is already {current.status}; it cannot become {to}.")
+
+    def interrupt_unfinished_calls(self) -> list[FunctionCallRecord]:
+        """Mark calls left confirmed or running by a process that died as interrupted (never re-run them)."""
+        with self.session() as session:
+            stuck = list(session.exec(select(FunctionCallRecord).where(
+                FunctionCallRecord.status.in_([CallStatus.CONFIRMED, CallStatus.RUNNING])  # type: ignore[attr-defined]
+            )))
+        interrupted = []
+        for record in stuck:
+            try:
+                interrupted.append(self.transition(
+                    record.id, expected={CallStatus.CONFIRMED, CallStatus.RUNNING}, to=CallStatus.INTERRUPTED,
+                    finished_at=utcnow(),
+                    error="Callcard stopped while this call was running; it was not re-run. Check its effect "
+                    "before trying again.",
+                ))
+            except InvalidStateError:
+                continue
+        return interrupted
+
+    def audit(
+        self, *, status: str | None = None, function: str | None = None, user_name: str | None = None,
+        owner: User | None = None, limit: int = 1000,
+    ) -> list[tuple[FunctionCallRecord, Conversation, User]]:
+        """Calls with their conversation and owner, newest first; `owner` restricts to one user's conversations."""
+        with self.session() as session:
+            statement = (
+                select(FunctionCallRecord, Conversation, User)
+                .join(Conversation, Conversation.id == FunctionCallRecord.conversation_id)  # type: ignore[arg-type]
+                .join(User, User.id == Conversation.owner_id)  # type: ignore[arg-type]
+            )
+            if status:
+                statement = statement.where(FunctionCallRecord.status == status)
+            if function:
+                statement = statement.where(FunctionCallRecord.function_name == function)
+            if user_name:
+                statement = statement.where(User.name == user_name)
+            if owner is not None:
+                statement = statement.where(Conversation.owner_id == owner.id)
+            statement = statement.order_by(FunctionCallRecord.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+            return list(session.exec(statement))
+
+    def table_names(self) -> list[str]:
+        return sorted(inspect(self.engine).get_table_names())
+
+
+def _append_message_statement() -> Any:
+    """Built once: statement construction costs more than SQLite's own work for a small insert."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    next_position = (
+        select(func.coalesce(func.max(table.c.position), -1) + 1)
+        .where(table.c.conversation_id == bindparam("cid"))
+        .scalar_subquery()
+    )
+    return (
+        table.insert()
+        .values(
+            conversation_id=bindparam("cid"), position=next_position, role=bindparam("role"),
+            content=bindparam("content"), call_id=bindparam("call_id"), extra=bindparam("extra", type_=table.c.extra.type),
+            created_at=bindparam("now", type_=table.c.created_at.type),
+        )
+        .returning(table.c.id, table.c.position)
+    )
+
+
+_APPEND_MESSAGE = _append_message_statement()
+_USER_BY_NAME = select(User.__table__).where(User.__table__.c.name == bindparam("name"))  # type: ignore[attr-defined]
+_CONVERSATION_BY_ID = select(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("id"))  # type: ignore[attr-defined]
+_CALL_BY_ID = select(FunctionCallRecord.__table__).where(FunctionCallRecord.__table__.c.id == bindparam("id"))  # type: ignore[attr-defined]
+
+
+def _calls_statement(*filters: str) -> Any:
+    table = FunctionCallRecord.__table__  # type: ignore[attr-defined]
+    statement = select(table).where(*(table.c[name] == bindparam(name) for name in filters))
+    return statement.order_by(table.c.created_at, table.c.id)
+
+
+_CALLS_BY = {
+    filters: _calls_statement(*filters)
+    for filters in [("conversation_id",), ("reply_id",), ("conversation_id", "turn_id"), ()]
+}
+_TOUCH_CONVERSATION = (
+    Conversation.__table__.update()  # type: ignore[attr-defined]
+    .where(Conversation.__table__.c.id == bindparam("cid"))  # type: ignore[attr-defined]
+    .values(updated_at=bindparam("now", type_=Conversation.__table__.c.updated_at.type))  # type: ignore[attr-defined]
+)
+
+
+def _create_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
