@@ -525,7 +525,7 @@ class Engine:
         except CallcardError:
             return conversation  # the turn itself will report the failure
         return self.store.update_conversation(
-            conversation.id, user=owner, model_id=info.model_id[:300],
+            conversation.id, user=owner, model_id=info.model_id[:300], prompt_style=info.prompt_style,
         )
 
     def _supersede_open_calls(self, conversation_id: str) -> list[EngineEvent]:

@@ -47,6 +47,7 @@ class ModelInfo(BaseModel):
     max_input_tokens: int | None = None
     max_total_tokens: int | None = None
     call_mode: CallMode = "parse"
+    prompt_style: str | None = None  # the Trelis format used, or None where the server applies its own template
     demo: bool = False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -41,8 +42,8 @@ class Settings(BaseSettings):
     repetition_penalty: float = Field(default=1.2, gt=0)
     system_prompt: str | None = None
 
-    # Storage
-    data_dir: Path = Path("data")
+    # Storage (on Hugging Face Spaces the default is the persistent /data volume when one is attached)
+    data_dir: Path = Field(default_factory=lambda: _default_data_dir())
     database_url: str | None = None
 
     # Tools
@@ -83,6 +84,16 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def on_spaces(self) -> bool:
+        """Running on Hugging Face Spaces (Gradio detects it the same way)."""
+        return bool(os.environ.get("SPACE_ID"))
+
+    @property
+    def storage_is_ephemeral(self) -> bool:
+        """On Spaces without persistent storage, everything stored is lost when the Space restarts."""
+        return self.on_spaces and self.database_url is None and not _is_under(self.data_dir, _SPACES_PERSISTENT_DIR)
+
+    @property
     def database(self) -> str:
         """The SQLAlchemy URL of the store: CALLCARD_DATABASE_URL, or a SQLite file in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir / 'callcard.db'}"
@@ -118,6 +129,19 @@ def _describe(error: dict) -> str:
     location = ".".join(str(part) for part in error.get("loc", ()))
     message = error.get("msg", "").removeprefix("Value error, ")
     return f"CALLCARD_{location.upper()}: {message}" if location else message
+
+
+_SPACES_PERSISTENT_DIR = Path("/data")
+
+
+def _default_data_dir() -> Path:
+    if os.environ.get("SPACE_ID") and _SPACES_PERSISTENT_DIR.is_dir() and os.access(_SPACES_PERSISTENT_DIR, os.W_OK):
+        return _SPACES_PERSISTENT_DIR / "callcard"
+    return Path("data")
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder)
 
 
 def _names(text: str) -> list[str]:

@@ -84,6 +84,7 @@ class TGIBackend:
             max_input_tokens=server.max_input_tokens,
             max_total_tokens=server.max_total_tokens,
             call_mode=self._call_mode,
+            prompt_style=self._style,
         )
 
     async def health(self) -> bool:

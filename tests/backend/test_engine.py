@@ -372,6 +372,7 @@ def test_export_and_import_round_trip(engine: Engine, fake_tgi: FakeTGI) -> None
     assert copy.id != conversation.id
     assert copy.title == engine.conversation(conversation.id, "ann").title == "Where is A1002?"
     assert copy.model_id == "Trelis/Llama-2-7b-chat-hf-function-calling-v2"
+    assert copy.prompt_style == "llama2"
     original = [(m.role, m.content) for m in engine.messages(conversation.id, "ann")]
     assert [(m.role, m.content) for m in engine.messages(copy.id, "bob")] == original
     (call,) = engine.calls(copy.id, "bob")
