@@ -18,6 +18,7 @@ __all__ = [
     "load_functions",
     "function_list_text",
     "calls_schema",
+    "common_type",
 ]
 
 ArgType = Literal["string", "number", "integer", "boolean", "array", "object"]
@@ -370,17 +371,24 @@ def _resolve_type(raw_type: Any, enum: Any, *, where: str) -> tuple[ArgType, boo
     raise SpecError(f"In {where}: the argument has no type.")
 
 
-def _enum_type(enum: Any, *, where: str) -> ArgType:
-    values = [v for v in _enum(enum, where=where) or [] if v is not None]
-    if not values:
-        raise SpecError(f"In {where}: type 'enum' needs a non-empty 'enum' list of values.")
+def common_type(values: list[Any]) -> ArgType | None:
+    """The one JSON type all `values` share (ints count as numbers beside floats), or None when they mix."""
     if all(isinstance(v, bool) for v in values):
         return "boolean"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return "integer"
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return "number"
-    return "string"
+    if all(isinstance(v, str) for v in values):
+        return "string"
+    return None
+
+
+def _enum_type(enum: Any, *, where: str) -> ArgType:
+    values = [v for v in _enum(enum, where=where) or [] if v is not None]
+    if not values:
+        raise SpecError(f"In {where}: type 'enum' needs a non-empty 'enum' list of values.")
+    return common_type(values) or "string"  # mixed choices are offered as text, as users wrote them
 
 
 def _required_names(required: Any, *, where: str) -> set[str]:

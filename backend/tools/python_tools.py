@@ -26,7 +26,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from backend.errors import ToolConfigError
-from backend.specs import ArgType, ArgumentSpec, FunctionSpec
+from backend.specs import ArgType, ArgumentSpec, FunctionSpec, common_type
 from backend.tools.registry import DEFAULT_TIMEOUT_S, Handler, Tool, ToolFailure, ToolPolicy
 
 __all__ = ["tool", "tool_from_function", "load_python_tools", "parse_docstring"]
@@ -382,15 +382,10 @@ def _with_default(argument: ArgumentSpec, default: Any, *, where: str) -> Argume
 def _enum_type(values: list[Any], *, where: str) -> ArgType:
     if not values:
         raise ToolConfigError(f"{where}: a Literal or Enum needs at least one value.")
-    if all(isinstance(v, bool) for v in values):
-        return "boolean"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "integer"
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return "number"
-    if all(isinstance(v, str) for v in values):
-        return "string"
-    raise ToolConfigError(f"{where}: the choices {values!r} mix types; use values of one type.")
+    found = common_type(values)
+    if found is None:
+        raise ToolConfigError(f"{where}: the choices {values!r} mix types; use values of one type.")
+    return found
 
 
 def _type_name(annotation: Any) -> str:
