@@ -544,7 +544,7 @@ class Engine:
         return events
 
     def _open_calls(self, conversation_id: str) -> list[FunctionCallRecord]:
-        return [c for c in self.store.calls(conversation_id=conversation_id) if c.status == CallStatus.PROPOSED]
+        return self.store.calls(conversation_id=conversation_id, status=CallStatus.PROPOSED)
 
     def _add_result_message(self, record: FunctionCallRecord, value: Any) -> None:
         self.store.add_message(

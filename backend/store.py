@@ -339,9 +339,10 @@ class Store:
 
     def calls(
         self, *, conversation_id: str | None = None, reply_id: str | None = None, turn_id: str | None = None,
+        status: CallStatus | None = None,
     ) -> list[FunctionCallRecord]:
         """Calls matching every filter given, oldest first."""
-        filters = {"conversation_id": conversation_id, "reply_id": reply_id, "turn_id": turn_id}
+        filters = {"conversation_id": conversation_id, "reply_id": reply_id, "turn_id": turn_id, "status": status}
         given = tuple(sorted(key for key, value in filters.items() if value is not None))
         statement = _CALLS_BY.get(given)
         if statement is None:
@@ -455,7 +456,9 @@ def _calls_statement(*filters: str) -> Any:
 
 _CALLS_BY = {
     filters: _calls_statement(*filters)
-    for filters in [("conversation_id",), ("reply_id",), ("conversation_id", "turn_id"), ()]
+    for filters in [
+        ("conversation_id",), ("reply_id",), ("conversation_id", "turn_id"), ("conversation_id", "status"), (),
+    ]
 }
 _TOUCH_CONVERSATION = (
     Conversation.__table__.update()  # type: ignore[attr-defined]
