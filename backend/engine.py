@@ -301,7 +301,7 @@ class Engine:
             record = self.store.transition(
                 call_id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED,
                 edited_arguments=given if edited else None, final_arguments=normalised, validation_errors=None,
-                confirmed_by=owner.id, confirmed_at=utcnow(),
+                confirmed_by=owner.id, confirmed_at=utcnow(), runner=self.store.instance,
             )
         except InvalidStateError as error:
             yield ErrorEvent(message=str(error))
@@ -458,7 +458,7 @@ class Engine:
         if tool is not None and tool.policy == ToolPolicy.AUTO and checked.ok:
             record = self.store.transition(
                 record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED, auto=True,
-                final_arguments=checked.arguments, confirmed_at=utcnow(),
+                final_arguments=checked.arguments, confirmed_at=utcnow(), runner=self.store.instance,
             )
             async for event in self._execute(record):
                 yield event

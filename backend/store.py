@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ class FunctionCallRecord(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reject_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     confirmed_by: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    runner: str | None = Field(default=None, max_length=200)  # the Callcard instance that confirmed it
     created_at: datetime = Field(default_factory=utcnow, index=True)
     confirmed_at: datetime | None = None
     started_at: datetime | None = None
@@ -140,18 +142,29 @@ def _m001_initial(connection: Connection) -> None:
     ])
 
 
+def _m002_call_runner(connection: Connection) -> None:
+    """Which instance confirmed a call, so a restarting replica only interrupts its own calls."""
+    if "runner" not in {c["name"] for c in inspect(connection).get_columns("function_calls")}:
+        connection.execute(text("ALTER TABLE function_calls ADD COLUMN runner VARCHAR(200)"))
+
+
 # Ordered and named; never edit or reorder one that has shipped, append a new one instead. Each must leave a new and an
-# old database in the same state (check the inspector before adding a column, say).
+# old database in the same state (001 creates today's tables, so later ones check before they add).
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_call_runner", _m002_call_runner),
 ]
+
+# No tool may run longer than this (the registry caps timeouts at an hour), so an older unfinished call is orphaned.
+_LONGEST_CALL = timedelta(hours=1, minutes=5)
 
 
 class Store:
     """The database behind Callcard: a SQLAlchemy engine plus keyword-only operations on it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, instance: str | None = None) -> None:
         self.url = url
+        self.instance = instance or socket.gethostname()
         self.engine = _create_engine(url)
         self.apply_migrations()
 
@@ -284,13 +297,15 @@ class Store:
         self, session: Session, conversation_id: str, role: MessageRole, content: str, call_id: str | None,
         extra: dict[str, Any] | None,
     ) -> Message:
-        """Insert at the next position in one statement, so concurrent appends cannot take the same place."""
+        """Insert at the next position; concurrent appends to one conversation queue up instead of colliding."""
         now = utcnow()
+        # Touching the conversation first takes its row lock (PostgreSQL) or the write lock (SQLite), so the
+        # max(position) read by the insert below cannot be read by another append at the same time.
+        session.execute(_TOUCH_CONVERSATION, {"cid": conversation_id, "now": now})
         row = session.execute(
             _APPEND_MESSAGE,
             {"cid": conversation_id, "role": str(role), "content": content, "call_id": call_id, "extra": extra, "now": now},
         ).one()
-        session.execute(_TOUCH_CONVERSATION, {"cid": conversation_id, "now": now})
         return Message(
             id=row.id, conversation_id=conversation_id, position=row.position, role=str(role), content=content,
             call_id=call_id, extra=extra, created_at=now,
@@ -379,16 +394,24 @@ class Store:
         raise InvalidStateError(f"This call is already {current.status}; it cannot become {to}.")
 
     def interrupt_unfinished_calls(self) -> list[FunctionCallRecord]:
-        """Mark calls left confirmed or running by a process that died as interrupted (never re-run them)."""
-        with self.session() as session:
-            stuck = list(session.exec(select(FunctionCallRecord).where(
-                FunctionCallRecord.status.in_([CallStatus.CONFIRMED, CallStatus.RUNNING])  # type: ignore[attr-defined]
-            )))
+        """Mark calls this instance left confirmed or running (or any orphaned for over an hour) as interrupted.
+
+        Called at start-up and at shutdown. They are never re-run: a person checks their effect first. Other
+        replicas' calls that are still within their time limit are left alone.
+        """
+        table = FunctionCallRecord.__table__  # type: ignore[attr-defined]
+        orphaned_before = utcnow() - _LONGEST_CALL
+        statement = select(table.c.id).where(
+            table.c.status.in_([str(CallStatus.CONFIRMED), str(CallStatus.RUNNING)]),
+            (table.c.runner == self.instance) | table.c.runner.is_(None) | (table.c.confirmed_at < orphaned_before),
+        )
+        with self.engine.connect() as connection:
+            stuck = list(connection.execute(statement).scalars())
         interrupted = []
-        for record in stuck:
+        for call_id in stuck:
             try:
                 interrupted.append(self.transition(
-                    record.id, expected={CallStatus.CONFIRMED, CallStatus.RUNNING}, to=CallStatus.INTERRUPTED,
+                    call_id, expected={CallStatus.CONFIRMED, CallStatus.RUNNING}, to=CallStatus.INTERRUPTED,
                     finished_at=utcnow(),
                     error="Callcard stopped while this call was running; it was not re-run. Check its effect "
                     "before trying again.",

@@ -1,0 +1,113 @@
+"""The store on its own: migrations, the compare-and-set, and start-up recovery across replicas."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from backend.errors import InvalidStateError, NotFoundError
+from backend.store import CallStatus, FunctionCallRecord, MessageRole, Store, utcnow
+
+
+def _running_call(store: Store, *, instance: str, confirmed_ago: timedelta = timedelta(0)) -> str:
+    owner = store.user("ann")
+    conversation = store.create_conversation(owner=owner)
+    record = store.add_call(
+        FunctionCallRecord(conversation_id=conversation.id, reply_id="r", turn_id="t", function_name="refund"),
+        message_content="{}",
+    )
+    store.transition(
+        record.id, expected=CallStatus.PROPOSED, to=CallStatus.RUNNING, runner=instance,
+        confirmed_at=utcnow() - confirmed_ago,
+    )
+    return record.id
+
+
+def test_a_restarting_replica_interrupts_only_its_own_and_orphaned_calls(database_url: str) -> None:
+    store = Store(database_url, instance="replica-a")
+    mine = _running_call(store, instance="replica-a")
+    theirs = _running_call(store, instance="replica-b")
+    orphaned = _running_call(store, instance="replica-c", confirmed_ago=timedelta(hours=2))
+
+    interrupted = {r.id for r in store.interrupt_unfinished_calls()}
+
+    assert interrupted == {mine, orphaned}
+    assert store.call(theirs).status == CallStatus.RUNNING
+
+
+def test_compare_and_set_lets_exactly_one_of_many_threads_through(database_url: str) -> None:
+    store = Store(database_url)
+    owner = store.user("ann")
+    conversation = store.create_conversation(owner=owner)
+    record = store.add_call(
+        FunctionCallRecord(conversation_id=conversation.id, reply_id="r", turn_id="t", function_name="refund"),
+        message_content="{}",
+    )
+    winners: list[str] = []
+    losers: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def confirm() -> None:
+        barrier.wait()
+        try:
+            store.transition(record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED)
+            winners.append("won")
+        except InvalidStateError as error:
+            losers.append(str(error))
+
+    threads = [threading.Thread(target=confirm) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1 and len(losers) == 7
+    with pytest.raises(NotFoundError):
+        store.transition("no-such-call", expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED)
+
+
+def test_concurrent_appends_get_distinct_positions(database_url: str) -> None:
+    store = Store(database_url)
+    conversation = store.create_conversation(owner=store.user("ann"))
+    barrier = threading.Barrier(6)
+
+    def append(index: int) -> None:
+        barrier.wait()
+        for turn in range(5):
+            store.add_message(conversation_id=conversation.id, role=MessageRole.USER, content=f"{index}-{turn}")
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    positions = [m.position for m in store.messages(conversation.id)]
+    assert positions == list(range(30))
+
+
+def test_an_old_database_is_migrated_and_a_new_one_goes_the_same_way(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    old = create_engine(f"sqlite:///{path}")
+    with old.begin() as connection:  # the schema as 001 shipped it, before calls recorded their runner
+        connection.execute(text("CREATE TABLE schema_migrations (name VARCHAR(200) PRIMARY KEY, applied_at DATETIME)"))
+        connection.execute(text("INSERT INTO schema_migrations VALUES ('001_initial', '2026-11-01')"))
+        connection.execute(text(
+            "CREATE TABLE function_calls (id VARCHAR(32) PRIMARY KEY, conversation_id VARCHAR(32), "
+            "reply_id VARCHAR(32), turn_id VARCHAR(32), function_name VARCHAR(200), proposed_arguments JSON, "
+            "edited_arguments JSON, final_arguments JSON, validation_errors JSON, status VARCHAR(20), auto BOOLEAN, "
+            "result JSON, error TEXT, reject_reason TEXT, confirmed_by INTEGER, created_at DATETIME, "
+            "confirmed_at DATETIME, started_at DATETIME, finished_at DATETIME, duration_ms FLOAT)"
+        ))
+    old.dispose()
+
+    migrated = Store(f"sqlite:///{path}")
+    fresh = Store(f"sqlite:///{tmp_path / 'new.db'}")
+
+    assert migrated.apply_migrations() == [] and fresh.apply_migrations() == []
+    with migrated.engine.connect() as connection:
+        names = list(connection.execute(text("SELECT name FROM schema_migrations ORDER BY name")).scalars())
+    assert names == ["001_initial", "002_call_runner"]
+    columns = {c["name"] for c in __import__("sqlalchemy").inspect(migrated.engine).get_columns("function_calls")}
+    assert "runner" in columns
