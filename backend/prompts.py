@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,6 +17,11 @@ __all__ = [
     "format_prompt",
     "stop_sequences",
     "estimate_tokens",
+    "NATIVE_CALLS_OPEN",
+    "NATIVE_CALLS_CLOSE",
+    "native_messages",
+    "native_calls_text",
+    "native_tools_prompt",
 ]
 
 PromptStyle = Literal["llama2", "mistral"]
@@ -134,3 +140,88 @@ def _markers(style: str) -> _Markers:
         return _STYLES[style]
     except KeyError:
         raise ValueError(f"Unknown prompt style {style!r}; use one of {', '.join(PROMPT_STYLES)}.") from None
+
+
+# The "native" style: a model's own chat template (the backend renders it), with the functions in the system message
+# and calls written as a JSON list in <tool_call> tags, the convention SmolLM2 and many small models were tuned on.
+NATIVE_CALLS_OPEN = "<tool_call>["
+NATIVE_CALLS_CLOSE = "]</tool_call>"
+
+# Worded after the tool prompt SmolLM2 was tuned with (its format example, the empty list for "no call"): the small
+# model follows this one better than a plainer wording (BFCL held-out cases: 60/32/8% against 56/24/8% on
+# simple/multiple/live_simple).
+_NATIVE_TOOLS_PROMPT = """You are an expert at composing function calls. You get a question and a set of possible \
+functions. Based on the question, make one or more function/tool calls that achieve its purpose.
+If none of the functions can be used, say so and do not answer.
+If the question lacks the parameters a function requires, say so as well.
+
+Your output MUST follow this format exactly, with NO other text. Make sure each parameter has the right type. \
+If no function call is needed, make the tool calls an empty list '[]'.
+<tool_call>[
+{{"name": "func_name1", "arguments": {{"argument1": "value1", "argument2": "value2"}}}},
+... (more tool calls as required)
+]</tool_call>
+
+You have access to the following tools:
+<tools>{tools}</tools>"""
+
+
+def native_tools_prompt(functions: Iterable[FunctionSpec | dict[str, Any]]) -> str:
+    """The system text that offers `functions` in the native style: instructions first, the list of tools last."""
+    tools = [
+        {"name": spec.name, "description": spec.description, "parameters": spec.to_json_schema()}
+        for spec in load_functions(list(functions))
+    ]
+    return _NATIVE_TOOLS_PROMPT.format(tools=json.dumps(tools, ensure_ascii=False))
+
+
+def native_calls_text(calls: Iterable[tuple[str, dict[str, Any]]]) -> str:
+    """Calls as the native style writes them: `<tool_call>[` one JSON object per line `]</tool_call>`."""
+    lines = ",\n".join(json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) for name, arguments in calls)
+    return f"{NATIVE_CALLS_OPEN}\n{lines}\n{NATIVE_CALLS_CLOSE}"
+
+
+def native_messages(
+    conversation: Sequence[Message],
+    functions: Iterable[FunctionSpec | dict[str, Any]] = (),
+    *,
+    system: str | None = None,
+) -> list[Message]:
+    """`conversation` as chat messages for a model's own template: calls in <tool_call> tags, results as user turns."""
+    specs = load_functions(list(functions))
+    parts = [native_tools_prompt(specs)] if specs else []
+    if system and system.strip():
+        parts.append(system.strip())
+    messages: list[Message] = [{"role": "system", "content": "\n\n".join(parts)}] if parts else []
+    for message in conversation:
+        role, content = message["role"], message["content"]
+        if role == "function_call":
+            role, content = "assistant", _native_call(content)
+        elif role == "function_result":
+            role, content = "user", f"<tool_response>\n{content.strip()}\n</tool_response>"
+        elif role not in ("user", "assistant"):
+            raise ValueError(f"Unknown message role {role!r}.")
+        if messages and messages[-1]["role"] == role and role != "system":
+            messages[-1] = {"role": role, "content": _join_native(messages[-1]["content"], content)}
+        else:
+            messages.append({"role": role, "content": content.strip()})
+    return messages
+
+
+def _native_call(content: str) -> str:
+    """A stored call (Trelis JSON) rewritten in <tool_call> tags; text that is not a call is kept as it is."""
+    try:
+        call = json.loads(content)
+    except ValueError:
+        return content.strip()
+    if not isinstance(call, dict) or not isinstance(call.get("function"), str):
+        return content.strip()
+    return native_calls_text([(call["function"], call.get("arguments") or {})])
+
+
+def _join_native(previous: str, content: str) -> str:
+    """Two messages of one role merged; consecutive calls become one <tool_call> list."""
+    suffix = f"\n{NATIVE_CALLS_CLOSE}"
+    if previous.endswith(suffix) and content.startswith(f"{NATIVE_CALLS_OPEN}\n"):
+        return previous[: -len(suffix)] + ",\n" + content[len(NATIVE_CALLS_OPEN) + 1 :]
+    return f"{previous}\n{content.strip()}"

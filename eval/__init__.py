@@ -1,0 +1,1 @@
+"""Function-calling evaluation of Callcard on the Berkeley Function Calling Leaderboard data."""
