@@ -1,0 +1,99 @@
+"""Callcard: wires settings, store, model backend, tools, engine and UI together, then serves the app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from backend.errors import CallcardError
+from backend.llm import GenerationParams, ModelBackend
+from backend.settings import Settings, load_settings
+
+
+def parse_flags(argv: list[str]) -> dict[str, object]:
+    """Command-line flags; each one overrides the CALLCARD_* environment variable of the same name."""
+    parser = argparse.ArgumentParser(description="Callcard: a chat for function-calling models.")
+    parser.add_argument("--backend", choices=["embedded", "tgi", "openai"])
+    parser.add_argument("--endpoint", help="model server URL (TGI or OpenAI-compatible)")
+    parser.add_argument("--model-path", help="a GGUF file for the embedded backend")
+    parser.add_argument("--prompt-style", choices=["llama2", "mistral", "native"])
+    parser.add_argument("--data-dir", help="where the SQLite files live (default ./data)")
+    parser.add_argument("--database-url", help="a SQLAlchemy URL, e.g. postgresql+psycopg://...")
+    parser.add_argument("--tools", help="a Python file of @tool functions")
+    parser.add_argument("--http-tools", help="a YAML or JSON file of HTTP tools")
+    parser.add_argument("--functions", help="a Trelis functionList or OpenAI tools JSON file")
+    flags = vars(parser.parse_args(argv))
+    return {key: value for key, value in flags.items() if value is not None}
+
+
+def generation_params(settings: Settings) -> GenerationParams:
+    return GenerationParams(
+        max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p,
+        top_k=settings.top_k, repetition_penalty=settings.repetition_penalty,
+    )
+
+
+def model_backend(settings: Settings, params: GenerationParams) -> ModelBackend:
+    """The model client the settings ask for (each module imports its own client library)."""
+    if settings.backend == "tgi":
+        from backend.tgi import TGIBackend
+
+        return TGIBackend(
+            settings.endpoint, token=settings.token, timeout=settings.timeout_s,
+            connect_timeout=settings.connect_timeout_s, style=settings.prompt_style or "llama2", params=params,
+            call_mode=settings.call_mode, retries=settings.retries,
+        )
+    if settings.backend == "openai":
+        from backend.openai_compat import OpenAIBackend
+
+        return OpenAIBackend(
+            settings.endpoint, api_key=settings.token, model=settings.model_name, timeout=settings.timeout_s,
+            params=params, retries=settings.retries,
+        )
+    from backend.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(
+        model_path=settings.model_path, style=settings.prompt_style, params=params, call_mode=settings.call_mode,
+    )
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings(**parse_flags(argv))
+        from backend.engine import Engine, Limits
+        from backend.store import Store
+        from backend.tools import SupportDesk, build_registry
+
+        store = Store(settings.database) if settings.database_url else Store.in_data_dir(settings.data_dir)
+        interrupted = store.interrupt_unfinished_calls()
+        if interrupted:
+            logging.warning("%d call(s) were running when Callcard stopped; marked interrupted", len(interrupted))
+        registry = build_registry(
+            support_desk=SupportDesk(settings.data_dir), python_tools=settings.tools, http_tools=settings.http_tools,
+            function_list=settings.functions, auto_tools=settings.auto_tool_names,
+            disabled_tools=settings.disabled_tool_names, max_result_bytes=settings.max_result_bytes,
+        )
+        params = generation_params(settings)
+        engine = Engine(
+            store=store, backend=model_backend(settings, params), registry=registry, params=params,
+            system_prompt=settings.system_prompt,
+            limits=Limits(
+                max_message_chars=settings.max_message_chars, max_calls_per_reply=settings.max_calls_per_reply,
+                max_calls_per_turn=settings.max_calls_per_turn,
+            ),
+        )
+        from ui.app import build_app, launch
+        from ui.auth import people_from_settings
+
+        people = people_from_settings(settings)
+        launch(build_app(engine=engine, registry=registry, people=people), people=people)
+    except CallcardError as error:
+        print(f"Callcard cannot start: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,209 @@
+"""Password logins: PBKDF2 hashes, the CALLCARD_AUTH format (inline or a file), and `python -m backend.auth hash`.
+
+CALLCARD_AUTH holds accounts, `user:hash[:role]`, separated by `;` or new lines, or the path of a file with one
+account a line (`#` starts a comment). `hash` is `pbkdf2_sha256$<iterations>$<salt>$<digest>` (base64, as
+`python -m backend.auth hash` prints it); `role` is `user` (the default) or `lead` (may read everyone's audit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.errors import ConfigError
+
+__all__ = [
+    "Account",
+    "Accounts",
+    "ROLES",
+    "hash_password",
+    "verify_password",
+    "parse_accounts",
+    "load_accounts",
+    "main",
+]
+
+log = logging.getLogger(__name__)
+
+ROLES = ("user", "lead")
+_ALGORITHM = "pbkdf2_sha256"
+# OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256; logins are rare, so the cost (~0.3 s) is paid once a session.
+_DEFAULT_ITERATIONS = 600_000
+_MIN_ITERATIONS = 1_000
+_SALT_BYTES = 16
+_USER_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Account:
+    """One person who may sign in: a name, a password hash, and a role."""
+
+    name: str
+    password_hash: str
+    role: str = "user"
+
+
+class Accounts:
+    """The accounts that may sign in, and who among them (or CALLCARD_LEADS) is a support lead."""
+
+    def __init__(self, accounts: Iterable[Account], *, leads: Iterable[str] = ()) -> None:
+        self._accounts = {account.name: account for account in accounts}
+        self._leads = {name for name in leads if name} | {a.name for a in self._accounts.values() if a.role == "lead"}
+        # Unknown names are checked against a real hash too, so a login's timing does not reveal who has an account.
+        self._decoy = hash_password(secrets.token_urlsafe(16), iterations=_DEFAULT_ITERATIONS)
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._accounts)
+
+    def authenticate(self, name: str, password: str) -> bool:
+        """True when `password` is `name`'s password."""
+        account = self._accounts.get(name)
+        if account is None:
+            verify_password(password, self._decoy)
+            return False
+        return verify_password(password, account.password_hash)
+
+    def is_lead(self, name: str) -> bool:
+        return name in self._leads
+
+
+def hash_password(password: str, *, iterations: int = _DEFAULT_ITERATIONS, salt: bytes | None = None) -> str:
+    """`pbkdf2_sha256$iterations$salt$digest` for `password` (a fresh random salt unless one is given)."""
+    if iterations < _MIN_ITERATIONS:
+        raise ValueError(f"Use at least {_MIN_ITERATIONS} iterations.")
+    salt = salt if salt is not None else secrets.token_bytes(_SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    return f"{_ALGORITHM}${iterations}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True when `password` matches `encoded` (constant-time comparison); False for a malformed hash."""
+    try:
+        algorithm, iterations_text, salt_text, digest_text = encoded.split("$")
+        iterations = int(iterations_text)
+        salt, expected = _unb64(salt_text), _unb64(digest_text)
+    except ValueError:
+        return False
+    if algorithm != _ALGORITHM or iterations < _MIN_ITERATIONS or not expected:
+        return False
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    return hmac.compare_digest(digest, expected)
+
+
+def parse_accounts(text: str, *, where: str = "CALLCARD_AUTH") -> list[Account]:
+    """Accounts from `user:hash[:role]` entries separated by `;` or new lines; ConfigError names the bad entry."""
+    accounts: list[Account] = []
+    seen: set[str] = set()
+    entries = [part for line in text.splitlines() for part in line.split(";")]
+    for number, entry in enumerate(entries, start=1):
+        entry = entry.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        fields = [field.strip() for field in entry.split(":")]
+        if len(fields) not in (2, 3):
+            raise ConfigError(f"{where}, entry {number}: expected user:hash or user:hash:role, got {len(fields)} fields.")
+        name, password_hash = fields[0], fields[1]
+        role = fields[2] if len(fields) == 3 else "user"
+        if not _USER_NAME.match(name):
+            raise ConfigError(
+                f"{where}, entry {number}: user name {name!r} is invalid (1 to 64 letters, digits or _.@+-)."
+            )
+        if name in seen:
+            raise ConfigError(f"{where}, entry {number}: user {name!r} is listed twice.")
+        if not _is_hash(password_hash):
+            raise ConfigError(
+                f"{where}, entry {number} ({name}): the password must be a hash made by "
+                "`python -m backend.auth hash`, not the password itself."
+            )
+        if role not in ROLES:
+            raise ConfigError(f"{where}, entry {number} ({name}): unknown role {role!r}; use one of {', '.join(ROLES)}.")
+        seen.add(name)
+        accounts.append(Account(name=name, password_hash=password_hash, role=role))
+    return accounts
+
+
+def load_accounts(spec: str | None, *, leads: Iterable[str] = ()) -> Accounts | None:
+    """The accounts CALLCARD_AUTH names (inline entries or a file), or None when logins are off."""
+    if spec is None or not spec.strip():
+        return None
+    spec = spec.strip()
+    path = Path(spec).expanduser()
+    if ":" not in spec or path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(
+                f"CALLCARD_AUTH={spec} is neither user:hash entries nor a readable file ({error.strerror})."
+            ) from None
+        accounts = parse_accounts(text, where=f"CALLCARD_AUTH file {path}")
+    else:
+        accounts = parse_accounts(spec)
+    if not accounts:
+        raise ConfigError("CALLCARD_AUTH lists no accounts: add user:hash entries, or unset it to turn logins off.")
+    log.info("logins on: %d accounts", len(accounts))
+    return Accounts(accounts, leads=leads)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m backend.auth hash [--user NAME] [--role lead]`: print a hash (or a whole entry) for CALLCARD_AUTH."""
+    parser = argparse.ArgumentParser(prog="python -m backend.auth", description="Make password hashes for CALLCARD_AUTH.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("hash", help="hash a password read from the terminal (or from stdin when piped)")
+    make.add_argument("--user", help="print a whole `user:hash[:role]` entry for this user")
+    make.add_argument("--role", choices=ROLES, default="user", help="the role for --user (default: user)")
+    make.add_argument("--iterations", type=int, default=_DEFAULT_ITERATIONS, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            sys.stderr.write("The passwords differ.\n")
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        sys.stderr.write("The password is empty.\n")
+        return 1
+    if options.user is not None and not _USER_NAME.match(options.user):
+        sys.stderr.write("The user name is invalid (1 to 64 letters, digits or _.@+-).\n")
+        return 1
+    encoded = hash_password(password, iterations=options.iterations)
+    if options.user is None:
+        sys.stdout.write(encoded + "\n")
+    else:
+        role = f":{options.role}" if options.role != "user" else ""
+        sys.stdout.write(f"{options.user}:{encoded}{role}\n")
+    return 0
+
+
+def _is_hash(text: str) -> bool:
+    parts = text.split("$")
+    return len(parts) == 4 and parts[0] == _ALGORITHM and parts[1].isdigit()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as error:
+        raise ValueError("not base64") from error
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
