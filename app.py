@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from typing import NoReturn
 
 from backend.errors import CallcardError
 from backend.llm import GenerationParams, ModelBackend
@@ -84,15 +86,30 @@ def main(argv: list[str]) -> int:
                 max_calls_per_turn=settings.max_calls_per_turn,
             ),
         )
+        from backend.health import check_health
         from ui.app import build_app, launch
         from ui.auth import people_from_settings
 
         people = people_from_settings(settings)
-        launch(build_app(engine=engine, registry=registry, people=people), people=people)
+        signal.signal(signal.SIGTERM, _stop)  # docker stop, Spaces restarts: shut down like Ctrl-C
+        try:
+            launch(
+                build_app(engine=engine, registry=registry, people=people), people=people,
+                health=lambda: check_health(store, engine.backend),
+            )
+        finally:
+            stopped = store.interrupt_unfinished_calls()
+            if stopped:
+                logging.warning("%d call(s) were still running at shutdown; marked interrupted", len(stopped))
     except CallcardError as error:
         print(f"Callcard cannot start: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _stop(_signal: int, _frame: object) -> NoReturn:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the clean-up short
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

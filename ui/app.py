@@ -14,15 +14,17 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from fastapi.responses import JSONResponse
 
 from backend.engine import Engine, ErrorEvent, EngineEvent
 from backend.errors import CallcardError
+from backend.health import HealthReport
 from backend.llm import ModelInfo
 from backend.store import CallStatus, Conversation, MessageRole
 from backend.tools import ToolRegistry
@@ -220,14 +222,34 @@ def build_app(
     return demo
 
 
-def launch(demo: gr.Blocks, *, people: People | None = None, **options: Any) -> Any:
-    """Serve `demo` with Callcard's theme and CSS, and password logins when `people` has accounts."""
+def launch(
+    demo: gr.Blocks,
+    *,
+    people: People | None = None,
+    health: Callable[[], Awaitable[HealthReport]] | None = None,
+    **options: Any,
+) -> Any:
+    """Serve `demo` with Callcard's theme and CSS, password logins when `people` has accounts, and `/healthz`."""
     people = people or People.open()
     login = people.login
     if login is not None:
         options.setdefault("auth", login)
         options.setdefault("auth_message", "Sign in to Callcard.")
-    return demo.launch(theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, **options)
+    keep_thread = options.pop("prevent_thread_lock", False)
+    served = demo.launch(theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, prevent_thread_lock=True, **options)
+    if health is not None:
+        demo.app.add_api_route("/healthz", _health_endpoint(health), methods=["GET"])  # open: probes do not log in
+    if not keep_thread:
+        demo.block_thread()
+    return served
+
+
+def _health_endpoint(health: Callable[[], Awaitable[HealthReport]]) -> Callable[[], Awaitable[JSONResponse]]:
+    async def healthz() -> JSONResponse:
+        report = await health()
+        return JSONResponse(report.model_dump(), status_code=200 if report.ok else 503)
+
+    return healthz
 
 
 class _Page:
