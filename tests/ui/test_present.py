@@ -131,7 +131,7 @@ def test_model_text_is_made_inert_before_it_reaches_markdown() -> None:
     escaped = md_text(hostile)
     assert escaped.count("\\<") == hostile.count("<"), "every < is escaped, so Markdown shows it as text"
     assert "](" not in escaped and "\\]\\(" in escaped, "no live link"
-    assert md_code("a `tick` <b>") == "`` a `tick` <b> ``"
+    assert md_code("a `tick` <b>") == "``a `tick` <b>``", "a code span longer than any backtick run inside"
 
 
 def test_long_results_are_folded() -> None:
