@@ -47,7 +47,7 @@ BUNDLED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1, bundled)"
 # choice between "no call" and a call carries no signal (measured on BFCL). What does carry signal is how much more
 # likely the user's message becomes once the functions are in view (pointwise mutual information, summed over the
 # message's tokens, in nats). Below this margin the reply is text. Calibrated on BFCL cases outside the evaluated ones.
-SMOLLM2_RELEVANCE_THRESHOLD = 4.0
+SMOLLM2_RELEVANCE_THRESHOLD = 2.5
 
 _NATIVE_STYLE = "native"
 _CALL_HEAD = '{{"name": {name}, "arguments": '

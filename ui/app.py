@@ -425,7 +425,7 @@ class _Page:
             yield _skips(_CHAT_OUTPUTS)
             return
         stream.add_user(text)
-        frame = _Frame(stream=stream, cards=[], listing=self._listing(user, conversation.id))
+        frame = _Frame(stream=stream, cards=cards, listing=self._listing(user, conversation.id))
         yield frame.first(sent_text=text, conversation_id=conversation.id, title=conversation.title)
         async for update in self._drive(self.engine.send(conversation.id, user, text), frame):
             yield update

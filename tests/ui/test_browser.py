@@ -35,19 +35,18 @@ class Watched:
         self.dialogs: list[str] = []
         self._streams = 0
         page.on("dialog", self._dialog)
-        self.console: list[str] = []
-        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text[:300]}") if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
         page.on("request", lambda request: self._count(request, 1))
         page.on("requestfinished", lambda request: self._count(request, -1))
         page.on("requestfailed", lambda request: self._count(request, -1))
 
     def settle(self) -> None:
-        for _ in range(200):
-            if self._streams <= 0:
-                break
-            self.page.wait_for_timeout(25)
-        self.page.wait_for_timeout(50)
+        """Wait until no event stream has been open for 300 ms (follow-up events start just after a stream ends)."""
+        quiet = 0
+        for _ in range(400):
+            quiet = quiet + 1 if self._streams <= 0 else 0
+            if quiet >= 6:
+                return
+            self.page.wait_for_timeout(50)
 
     def _count(self, request: Any, change: int) -> None:
         if "/queue/data" in request.url:
@@ -65,6 +64,7 @@ def watched(browser: Any, app: RunningApp) -> Iterator[Watched]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
+    page.add_init_script(path="/tmp/dev/tee.js")
     page.goto(app.url)
     expect(page.get_by_text("logins are off")).to_be_visible()
     page.get_by_role("button", name="➕ New conversation", exact=True).click()
@@ -234,20 +234,21 @@ def test_sidebar_rename_switch_export_delete(watched: Watched, app: RunningApp, 
     app.fake.reply("Hello there!")
     send(watched, "First conversation")
     expect(page.get_by_text("Hello there!")).to_be_visible()
-    page.get_by_text("This conversation", exact=True).click()
+    click(watched, page.get_by_text("This conversation", exact=True))
     title = page.get_by_label("Title", exact=True)
     expect(title).to_have_value("First conversation")
     title.fill("Renamed chat")
-    page.get_by_role("button", name="Rename", exact=True).click()
+    click(watched, page.get_by_role("button", name="Rename", exact=True))
     conversations = page.locator("#cc-conversations")
     expect(conversations.get_by_label("Renamed chat", exact=True)).to_be_checked()
 
-    page.get_by_role("button", name="➕ New conversation", exact=True).click()
+    click(watched, page.get_by_role("button", name="➕ New conversation", exact=True))
     expect(page.get_by_text("Ask something.")).to_be_visible()
+    watched.settle()
     conversations.get_by_label("Renamed chat", exact=True).check()
     expect(page.get_by_text("Hello there!")).to_be_visible()
 
-    page.get_by_role("button", name="Export as JSON", exact=True).click()
+    click(watched, page.get_by_role("button", name="Export as JSON", exact=True))
     link = page.get_by_role("row", name=re.compile(r"^callcard-Renamed-chat-\w+\.json")).get_by_role("link")
     with page.expect_download() as download:
         link.click()
@@ -257,8 +258,8 @@ def test_sidebar_rename_switch_export_delete(watched: Watched, app: RunningApp, 
     assert exported["conversation"]["title"] == "Renamed chat"
     assert [m["content"] for m in exported["messages"]] == ["First conversation", "Hello there!"]
 
-    page.get_by_role("button", name="Delete…", exact=True).click()
-    page.get_by_role("button", name="Yes, delete it", exact=True).click()
+    click(watched, page.get_by_role("button", name="Delete…", exact=True))
+    click(watched, page.get_by_role("button", name="Yes, delete it", exact=True))
     expect(conversations.get_by_label("Renamed chat", exact=True)).to_have_count(0)
     assert all(c.title != "Renamed chat" for c in app.engine.list_conversations("local"))
 
@@ -298,26 +299,17 @@ def test_injected_html_never_runs(watched: Watched, app: RunningApp) -> None:
     # A call to a function that does not exist fails at once, and shows its (model-written) arguments.
     script_call(app.fake, ("delete_everything", {"x": INJECTION}))
     app.fake.reply("Sorry, that function does not exist.")
+    page.evaluate("window.__sse.length = 0")
     send(watched, "Call something odd")
     try:
-        expect(page.get_by_text("Sorry, that function does not exist.")).to_be_visible(timeout=5000)
+        expect(page.get_by_text("Sorry, that function does not exist.")).to_be_visible(timeout=4000)
     except AssertionError:
-        print("EXPERIMENT console:", watched.console)
-        print("EXPERIMENT chat text:", page.locator("#cc-chat").inner_text()[-300:])
-        print("EXPERIMENT textbox:", page.locator("#cc-input textarea").input_value(), page.locator("#cc-input textarea").is_enabled())
-        page.get_by_role("tab", name="Tools").click()
-        page.get_by_role("tab", name="Chat").click()
-        page.wait_for_timeout(500)
-        print("EXPERIMENT after tab switch:", "Sorry" in page.locator("#cc-chat").inner_text())
-        page.get_by_role("button", name="➕ New conversation", exact=True).click()
-        page.wait_for_timeout(500)
-        page.locator("#cc-conversations").get_by_role("radio").first.check()
-        page.wait_for_timeout(1000)
-        print("EXPERIMENT after switch:", "Sorry" in page.locator("#cc-chat").inner_text())
+        import json as _j
+        open("/tmp/dev/sse_fail.txt", "w").write("\n".join(page.evaluate("window.__sse")))
         raise
     expect(page.get_by_role("button", name=re.compile("delete_everything · ❌ failed"))).to_be_visible()
 
-    page.get_by_role("tab", name="Audit").click()
+    click(watched, page.get_by_role("tab", name="Audit"))
     expect(page.locator("#cc-audit")).to_contain_text("echo_note")
     page.get_by_role("tab", name="Tools").click()
     page.reload()
