@@ -117,6 +117,11 @@ class Recorded:
         return self.method == "POST" and (self.path in _GENERATE_PATHS or self.path in _CHAT_PATHS)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog of 5 resets connections when 50 chats start at once
+    daemon_threads = True
+
+
 class FakeTGI:
     """A scripted TGI server on 127.0.0.1; use as a context manager (or `start()` / `stop()`)."""
 
@@ -152,7 +157,7 @@ class FakeTGI:
     def start(self) -> Self:
         """Listen on a free loopback port (the same one again after `stop()`) and serve in a daemon thread."""
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port or 0), handler)
+        self._server = _Server(("127.0.0.1", self._port or 0), handler)
         self._server.daemon_threads = True
         self._port = self._server.server_address[1]
         # A short poll interval keeps stop() (which waits for the serving loop to notice) fast.

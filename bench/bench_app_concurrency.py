@@ -1,0 +1,108 @@
+"""Many people chatting at once: time to first token through the app (gradio_client) vs straight from the server.
+
+The app is the real one (engine, SQLite store, tools, Gradio queue) with the TGI backend pointed at the fake TGI
+server, which streams each reply with a fixed delay per token. The baseline, in the same run, reads the same replies
+straight from the fake server's /generate_stream with one HTTP client per chat.
+
+    .venv/bin/python -m bench.bench_app_concurrency [--chats 50] [--tokens 40] [--token-delay 0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from gradio_client import Client
+
+from backend.engine import Engine
+from backend.store import Store
+from backend.tgi import TGIBackend
+from backend.tools import SupportDesk, build_registry
+from tests.fake_tgi import FakeTGI, Reply, unused_port
+from ui.app import build_app
+
+REPLY = " ".join(["The order A1001 left our warehouse on Monday and should arrive soon."] * 4)
+
+
+def through_app(url: str, chats: int) -> list[float]:
+    """Seconds to the first visible assistant text, per chat, all chats started together."""
+    start = threading.Barrier(chats)
+
+    def one(index: int) -> float:
+        client = Client(url, verbose=False)
+        start.wait()
+        began = time.perf_counter()
+        job = client.submit(f"Hello from chat {index}", None, api_name="/send")  # no conversation yet: a new one
+        while not job.done():
+            for output in job.outputs():
+                chat = output[0] if isinstance(output, (list, tuple)) else output
+                if any(m.get("role") == "assistant" and m.get("content") for m in chat or [] if isinstance(m, dict)):
+                    return time.perf_counter() - began
+            time.sleep(0.005)
+        return time.perf_counter() - began
+
+    with ThreadPoolExecutor(chats) as pool:
+        return list(pool.map(one, range(chats)))
+
+
+def from_server(url: str, chats: int) -> list[float]:
+    """Seconds to the first token read straight from /generate_stream, per chat, all together."""
+    start = threading.Barrier(chats)
+
+    def one(index: int) -> float:
+        with httpx.Client(timeout=60) as client:
+            start.wait()
+            began = time.perf_counter()
+            body = {"inputs": f"[INST] Hello from chat {index} [/INST]\n\n", "parameters": {"max_new_tokens": 200}}
+            with client.stream("POST", f"{url}/generate_stream", json=body) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        return time.perf_counter() - began
+        return time.perf_counter() - began
+
+    with ThreadPoolExecutor(chats) as pool:
+        return list(pool.map(one, range(chats)))
+
+
+def summary(times: list[float]) -> str:
+    ordered = sorted(times)
+    return f"p50 {statistics.median(ordered) * 1000:7.1f} ms   p95 {ordered[int(len(ordered) * 0.95) - 1] * 1000:7.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chats", type=int, default=50)
+    parser.add_argument("--token-delay", type=float, default=0.02)
+    args = parser.parse_args()
+
+    with FakeTGI() as fake, tempfile.TemporaryDirectory() as folder:
+        engine = Engine(
+            store=Store(f"sqlite:///{Path(folder) / 'bench.db'}"),
+            backend=TGIBackend(fake.url, call_mode="parse", retries=0),
+            registry=build_registry(support_desk=SupportDesk(Path(folder)), examples=False),
+        )
+        demo = build_app(engine=engine)
+        port = unused_port()
+        demo.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            print(f"time to first token, {args.token_delay * 1000:.0f} ms per token from the fake TGI server")
+            for chats in (1, args.chats):
+                fake.add(*(Reply(text=REPLY, token_delay=args.token_delay) for _ in range(chats)))
+                direct = from_server(fake.url, chats)
+                fake.add(*(Reply(text=REPLY, token_delay=args.token_delay) for _ in range(chats)))
+                app = through_app(url, chats)
+                ratio = statistics.median(app) / statistics.median(direct)
+                print(f"{chats:3d} chats  server: {summary(direct)}   app: {summary(app)}   app/server p50 x{ratio:.1f}")
+        finally:
+            demo.close()
+
+
+if __name__ == "__main__":
+    main()
