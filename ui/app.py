@@ -58,6 +58,15 @@ _STATUS_TIMEOUT_S = 5.0
 # The chat's outputs: chatbot, cards, retry button, textbox, conversation id, conversation list, title, view.
 _CHAT_OUTPUTS = 8
 
+# Card buttons are switched off in the browser while a card's action runs (re-rendering the cards mid-stream is
+# what _Frame avoids); the follow-up event of every chat stream switches them on again.
+_IDLE_JS = """(...args) => {
+  const area = document.getElementById("cc-cards");
+  if (area) { delete area.dataset.busy; }
+  document.querySelectorAll(".cc-card.cc-running").forEach((card) => card.classList.remove("cc-running"));
+  return args.slice(0, 1);
+}"""
+
 CSS = """
 .cc-card { border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); padding: 6px; margin: 8px 0; }
 .cc-card-proposed { border-left: 4px solid var(--color-accent); }
@@ -72,6 +81,9 @@ CSS = """
 .cc-error p { color: #dc2626; font-size: var(--text-sm); margin: 0 8px 4px !important; }
 .cc-help p { font-size: var(--text-sm); color: var(--body-text-color-subdued); margin: 0 8px !important; }
 .cc-status { font-size: var(--text-sm); }
+#cc-cards[data-busy] .cc-card button { pointer-events: none; opacity: 0.5; }
+.cc-card.cc-running::before { content: "⏳ Running… the result appears here when the function returns.";
+  display: block; padding: 4px 8px; font-weight: 600; color: #b45309; }
 .cc-status blockquote { margin: 4px 0 !important; }
 """
 
@@ -169,7 +181,7 @@ def build_app(
         # After every stream, its final view is shown again as plain values (see _Frame).
         settle: dict[str, Any] = {
             "fn": page.show_view, "inputs": [view], "outputs": [chatbot, retry_button, textbox],
-            "show_progress": "hidden", "api_visibility": "private",
+            "show_progress": "hidden", "api_visibility": "private", "js": _IDLE_JS,
         }
         wiring = CardWiring(
             conversation_id=conversation_id, cards=cards, outputs=chat_outputs,
@@ -425,10 +437,13 @@ class _Page:
             yield _skips(_CHAT_OUTPUTS)
             return
         stream.add_user(text)
-        frame = _Frame(stream=stream, cards=cards, listing=self._listing(user, conversation.id))
+        # The new message settles the open cards; the cards shown next are those its reply proposes.
+        frame = _Frame(stream=stream, cards=[], listing=self._listing(user, conversation.id))
         yield frame.first(sent_text=text, conversation_id=conversation.id, title=conversation.title)
         async for update in self._drive(self.engine.send(conversation.id, user, text), frame):
             yield update
+        if not frame.stream.stored:
+            frame.cards = cards
         # Last, and complete: the title may have changed with the first message.
         frame.listing = self._listing(user, conversation.id)
         yield frame.last(title=self.engine.conversation(conversation.id, user).title)
@@ -459,7 +474,7 @@ class _Page:
         if user is None or stream is None:
             yield _skips(_CHAT_OUTPUTS)
             return
-        frame = _Frame(stream=stream, cards=_busy(cards))
+        frame = _Frame(stream=stream, cards=cards)
         yield frame.first()
         async for update in self._drive(self.engine.confirm(call_id, arguments, user), frame):
             yield update
@@ -475,7 +490,7 @@ class _Page:
         if user is None or stream is None:
             yield _skips(_CHAT_OUTPUTS)
             return
-        frame = _Frame(stream=stream, cards=_busy(cards))
+        frame = _Frame(stream=stream, cards=cards)
         yield frame.first()
         async for update in self._drive(self.engine.reject(call_id, user, reason), frame):
             yield update
@@ -511,7 +526,6 @@ class _Page:
             if not isinstance(error, CallcardError):
                 log.exception("the engine failed")
             frame.stream.apply(ErrorEvent(message=error_text(error), retryable=False))
-        frame.cards = _idle(frame.cards)
 
 
     def show_view(self, view: dict[str, Any] | None) -> tuple[Any, Any, Any]:
@@ -571,12 +585,13 @@ class _Page:
 
 
 class _Frame:
-    """What a streaming chat handler shows, update after update (chat, cards, retry, textbox, id, list, title).
+    """What a streaming chat handler shows, update after update (chat, cards, retry, textbox, id, list, title, view).
 
-    Gradio 6.31 applies a stream's updates as diffs, in place, and can drop some when other events of the session
-    (card re-renders) land mid-stream (measured in Chromium: a Retry button that never appeared, a reply never
-    shown). So dict-valued outputs are repeated unchanged in every update, the last update carries every final value,
-    and it also goes to the `view` state, which a follow-up event shows again as plain values. The textbox is off
+    Measured with Gradio 6.31 in Chromium: a stream's updates are applied as diffs, in place, so an update dict
+    followed by a skip can be undone before it is shown (a Retry button never appeared); and a card re-render that
+    lands while the chat streams can leave the chat showing stale messages. So dict-valued outputs are repeated
+    unchanged in every update; the cards change once, in the last update, when the chat has stopped; and the last
+    update also goes to the `view` state, which a follow-up event shows again as plain values. The textbox is off
     while the model works, so a second message cannot start a second reply in the same conversation.
     """
 
@@ -588,17 +603,19 @@ class _Frame:
         self._retry = gr.update(visible=False)
         self._textbox = gr.update(interactive=False)
 
-    def first(self, *, sent_text: str | None = None, conversation_id: str | None = None, title: str | None = None) -> tuple[Any, ...]:
+    def first(
+        self, *, sent_text: str | None = None, conversation_id: str | None = None, title: str | None = None,
+    ) -> tuple[Any, ...]:
         if sent_text is not None:
             self.sent_text = sent_text
             self._textbox = gr.update(value="", interactive=False)
         return (
-            self.stream.chat, self.cards, self._retry, self._textbox, conversation_id or gr.skip(), self.listing,
+            self.stream.chat, gr.skip(), self._retry, self._textbox, conversation_id or gr.skip(), self.listing,
             gr.skip() if title is None else title, gr.skip(),
         )
 
     def update(self) -> tuple[Any, ...]:
-        return (self.stream.chat, self.cards, self._retry, self._textbox, gr.skip(), self.listing, gr.skip(), gr.skip())
+        return (self.stream.chat, gr.skip(), self._retry, self._textbox, gr.skip(), self.listing, gr.skip(), gr.skip())
 
     def last(self, *, title: str | None = None) -> tuple[Any, ...]:
         self._retry = gr.update(visible=self.stream.retryable)
@@ -618,16 +635,6 @@ class _Frame:
 
 def _skips(count: int) -> tuple[Any, ...]:
     return tuple(gr.skip() for _ in range(count))
-
-
-def _busy(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # While one card's action runs, every card's buttons are off: two sibling calls settling at once would both
-    # try to continue the reply.
-    return [{**card, "busy": True} for card in cards]
-
-
-def _idle(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in card.items() if k != "busy"} for card in cards]
 
 
 def _warn(message: str) -> None:

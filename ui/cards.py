@@ -54,7 +54,10 @@ class CardWiring:
 def render_card(card: dict[str, Any], wiring: CardWiring) -> None:
     """Build one card (inside `@gr.render`)."""
     view = CallView.model_validate({k: v for k, v in card.items() if k not in _UI_KEYS})
-    with gr.Column(variant="panel", elem_classes=["cc-card", f"cc-card-{view.status}"], key=f"card-{view.id}"):
+    with gr.Column(
+        variant="panel", elem_classes=["cc-card", f"cc-card-{view.status}"], elem_id=f"cc-card-{view.id}",
+        key=f"card-{view.id}",
+    ):
         gr.Markdown(_header(view), elem_classes=["cc-card-header"], key=f"head-{view.id}-{view.status}")
         with gr.Group():
             if view.status == CallStatus.PROPOSED:
@@ -156,13 +159,24 @@ def _open_card(view: CallView, rev: int, busy: bool, notice: str, wiring: CardWi
 
     confirm.click(
         on_confirm, inputs=[wiring.conversation_id, wiring.cards, *widgets], outputs=wiring.outputs,
-        show_progress="hidden",
+        show_progress="hidden", js=_busy_js(view.id, 2 + len(widgets)),
     ).then(**wiring.settle)
     reject.click(
         on_reject, inputs=[wiring.conversation_id, wiring.cards, reason], outputs=wiring.outputs,
-        show_progress="hidden",
+        show_progress="hidden", js=_busy_js(view.id, 3),
     ).then(**wiring.settle)
     apply_json.click(on_apply, inputs=[wiring.cards, json_box], outputs=[wiring.cards, json_error], show_progress="hidden")
+
+
+def _busy_js(call_id: str, inputs: int) -> str:
+    """Browser code run on Confirm / Reject: every card's buttons off, this card marked running (no re-render)."""
+    card_id = json.dumps(f"cc-card-{call_id}")
+    return f"""(...args) => {{
+  const area = document.getElementById("cc-cards");
+  if (area) {{ area.dataset.busy = "1"; }}
+  document.getElementById({card_id})?.classList.add("cc-running");
+  return args.slice(0, {inputs});
+}}"""
 
 
 def _widget(spec_field: FieldView, key: str) -> Any:

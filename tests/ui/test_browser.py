@@ -64,7 +64,6 @@ def watched(browser: Any, app: RunningApp) -> Iterator[Watched]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.add_init_script(path="/tmp/dev/tee.js")
     page.goto(app.url)
     expect(page.get_by_text("logins are off")).to_be_visible()
     page.get_by_role("button", name="➕ New conversation", exact=True).click()
@@ -299,14 +298,8 @@ def test_injected_html_never_runs(watched: Watched, app: RunningApp) -> None:
     # A call to a function that does not exist fails at once, and shows its (model-written) arguments.
     script_call(app.fake, ("delete_everything", {"x": INJECTION}))
     app.fake.reply("Sorry, that function does not exist.")
-    page.evaluate("window.__sse.length = 0")
     send(watched, "Call something odd")
-    try:
-        expect(page.get_by_text("Sorry, that function does not exist.")).to_be_visible(timeout=4000)
-    except AssertionError:
-        import json as _j
-        open("/tmp/dev/sse_fail.txt", "w").write("\n".join(page.evaluate("window.__sse")))
-        raise
+    expect(page.get_by_text("Sorry, that function does not exist.")).to_be_visible()
     expect(page.get_by_role("button", name=re.compile("delete_everything · ❌ failed"))).to_be_visible()
 
     click(watched, page.get_by_role("tab", name="Audit"))
