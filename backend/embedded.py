@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -94,7 +95,7 @@ _GREEDY = _Sampling()
 
 
 class EmbeddedBackend:
-    """A ModelBackend running a GGUF model in this process; one generation at a time, others wait their turn."""
+    """A ModelBackend running a GGUF model in this process, on one worker thread: one reply at a time, others queue."""
 
     def __init__(
         self,
@@ -118,12 +119,17 @@ class EmbeddedBackend:
         if not path.is_file():
             raise ConfigError(f"The model file {path} does not exist: set CALLCARD_MODEL_PATH to a .gguf file.")
         threads = n_threads or max(1, os.cpu_count() or 1)
+        # Every llama.cpp computation runs on this one thread, loading included. llama.cpp parallelises with OpenMP,
+        # which keeps a team of threads per calling thread; a second team (say, the loader's) makes libgomp count more
+        # threads than cores and stop spin-waiting, which made each token 2.7x slower on 2 cores (measured).
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callcard-embedded")
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+            self._llm = self._worker.submit(
+                llama_cpp.Llama, model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                 flash_attn=True, verbose=False,
-            )
+            ).result()
         except (ValueError, RuntimeError, OSError) as error:
+            self._worker.shutdown(wait=False)
             raise ConfigError(f"Could not load {path} as a GGUF model ({error}): check the file.") from None
         template = self._llm.metadata.get("tokenizer.chat_template")
         chosen = style or (_NATIVE_STYLE if template else "llama2")
@@ -142,7 +148,6 @@ class EmbeddedBackend:
         self._threshold = (SMOLLM2_RELEVANCE_THRESHOLD if self._bundled else None) if relevance_threshold == "auto" \
             else relevance_threshold
         self._model_id = BUNDLED_MODEL_ID if self._bundled else path.name
-        self._lock = threading.Lock()
         self._closed = False
 
     async def info(self) -> ModelInfo:
@@ -159,9 +164,11 @@ class EmbeddedBackend:
 
     def close(self) -> None:
         """Free the model's memory; the backend cannot answer afterwards."""
-        with self._lock:
-            self._closed = True
-            self._llm.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._worker.submit(self._llm.close).result()
+        self._worker.shutdown(wait=False)
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in this model's tokenizer."""
@@ -187,7 +194,10 @@ class EmbeddedBackend:
                 cancel.set()
 
         job = _Reply(self, list(conversation), list(functions), system, params or self._params, emit, cancel)
-        threading.Thread(target=self._run, args=(job,), name="callcard-embedded", daemon=True).start()
+        try:
+            self._worker.submit(self._run, job)
+        except RuntimeError:  # the worker was shut down by close()
+            raise GenerationError("The embedded model was closed.") from None
         try:
             while True:
                 item = await queue.get()
@@ -200,21 +210,20 @@ class EmbeddedBackend:
             cancel.set()
 
     def _run(self, job: _Reply) -> None:
-        """Worker thread: wait for the model, then produce the reply."""
+        """On the worker thread, which runs one reply at a time: produce the reply unless it was given up."""
         try:
-            with self._lock:
-                if job.cancel.is_set():
-                    return
-                if self._closed:
-                    raise GenerationError("The embedded model was closed.")
-                job.emit(job.run())
+            if job.cancel.is_set():
+                return
+            if self._closed:
+                raise GenerationError("The embedded model was closed.")
+            job.emit(job.run())
         except CallcardError as error:
             job.emit(error)
         except Exception as error:  # a llama.cpp failure must reach the user as a model error, not kill the thread
             _log.exception("Embedded generation failed")
             job.emit(GenerationError(f"The embedded model failed while generating: {error}"))
 
-    # Everything below runs on the worker thread, holding the lock.
+    # Everything below runs on the worker thread.
 
     def _token_text(self, token: int) -> str:
         return self._llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
@@ -266,8 +275,7 @@ class EmbeddedBackend:
 
     def relevance(self, message: str, functions: Sequence[FunctionSpec]) -> dict[str, float]:
         """Per function: how much more likely the model finds `message` once it knows the function (nats)."""
-        with self._lock:
-            return self._relevance(message, functions)
+        return self._worker.submit(self._relevance, message, functions).result()
 
     def _relevance(self, message: str, functions: Sequence[FunctionSpec]) -> dict[str, float]:
         target = self._tokenize(message.strip())

@@ -97,10 +97,13 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     threads = max(1, os.cpu_count() or 1)
     backend = EmbeddedBackend()
-    raw = llama_cpp.Llama(
-        model_path=str(bundled_model_path()), n_ctx=4096, n_threads=threads, n_threads_batch=threads,
+    # The raw model is loaded and run on the backend's own worker thread: llama.cpp's OpenMP keeps a team of threads
+    # per calling thread, and two teams on a small machine slow each other down (see EmbeddedBackend.__init__).
+    on_worker = backend._worker.submit
+    raw = on_worker(
+        llama_cpp.Llama, model_path=str(bundled_model_path()), n_ctx=4096, n_threads=threads, n_threads_batch=threads,
         flash_attn=True, verbose=False,
-    )
+    ).result()
     template = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
         template=raw.metadata["tokenizer.chat_template"], eos_token="<|im_end|>", bos_token="<|im_start|>"
     )
@@ -110,7 +113,7 @@ def main(argv: list[str]) -> int:
     for index in range(args.rounds):
         text = request(index)
         prompt = template(messages=native_messages([{"role": "user", "content": text}])).prompt  # type: ignore[arg-type]
-        theirs.append(raw_run(raw, prompt, args.tokens))
+        theirs.append(on_worker(raw_run, raw, prompt, args.tokens).result())
         mine.append(asyncio.run(backend_run(backend, text, [], args.tokens)))
         offered.append(asyncio.run(backend_run(backend, request(100 + index), [_WEATHER], args.tokens)))
     sys.stdout.write(f"SmolLM2-135M Q4_1, {threads} threads, {args.tokens} tokens, median of {args.rounds} rounds\n")
