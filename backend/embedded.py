@@ -470,12 +470,34 @@ class _Reply:
         return finish
 
     def _native_text(self) -> str:
-        """A text reply from the chat prompt without the function list; a grammar keeps `{` out of its first place."""
+        """A text reply from the chat prompt without the function list."""
         prompt = self._native_prompt([])
+        self.prompt_tokens = max(self.prompt_tokens, self.backend.count_tokens(prompt))
+        return self._text_without_objects(prompt, self._text_stops())
+
+    def _text_without_objects(self, prompt: str, stops: list[str], *, first_grammar: str | None = None,
+                              call_grammar: str | None = None) -> str:
+        """Text that cannot be read as a call (it may not start with `{`, and it ends before any `{`), or a call.
+
+        A grammar over the whole text would do the same, but llama.cpp checks every token of the vocabulary against
+        it at each step, which halves the speed of a small model; so only the first token is constrained (by
+        `first_grammar`, text only by default) and a later `{` ends the text like a stop sequence. When the first
+        token opens a call, the reply is written again under `call_grammar`.
+        """
+        sampling = _Sampling.from_params(self.params)
         tokens = self.backend._tokenize(prompt, first=True)
-        self.prompt_tokens = max(self.prompt_tokens, len(tokens))
-        _, finish = self._stage(tokens, sampling=_Sampling.from_params(self.params), grammar=text_grammar(),
-                                stops=self._text_stops(), stream=True)
+        first, finish = self._stage(tokens, sampling=sampling, grammar=first_grammar or text_grammar(), stops=stops,
+                                    stream=False, max_tokens=1)
+        if call_grammar is not None and first.lstrip().startswith("{"):
+            self.generated -= 1
+            _, finish = self._stage(tokens, sampling=sampling, grammar=call_grammar, stops=stops, stream=True)
+            return finish
+        if first:
+            self.emit(TextDelta(text=first))
+        if finish != "length" or self.generated >= self.budget:
+            return finish
+        _, finish = self._stage(self.backend._tokenize(prompt + first, first=True), sampling=sampling, grammar=None,
+                                stops=[*stops, "{"], stream=True)
         return finish
 
     def _native_grammar(self) -> str:
@@ -549,10 +571,13 @@ class _Reply:
             self.conversation, self.functions, system=self.system, style=backend._style, max_input_tokens=limit,
             count_tokens=backend.count_tokens,
         )
-        tokens = backend._tokenize(prompt, first=True)
-        self.prompt_tokens = len(tokens)
-        grammar = trelis_reply_grammar(self.functions) if backend._call_mode == "grammar" and self.functions else None
-        _, finish = self._stage(tokens, sampling=_Sampling.from_params(self.params), grammar=grammar,
-                                stops=[*self.params.stop, *stop_sequences(backend._style)], stream=True)
-        return finish
-
+        self.prompt_tokens = backend.count_tokens(prompt)
+        stops = [*self.params.stop, *stop_sequences(backend._style)]
+        if backend._call_mode != "grammar" or not self.functions:
+            _, finish = self._stage(backend._tokenize(prompt, first=True), sampling=_Sampling.from_params(self.params),
+                                    grammar=None, stops=stops, stream=True)
+            return finish
+        return self._text_without_objects(
+            prompt, stops, first_grammar=trelis_reply_grammar(self.functions),
+            call_grammar=trelis_reply_grammar(self.functions, allow_text=False),
+        )

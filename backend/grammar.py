@@ -135,10 +135,10 @@ def arguments_grammar(spec: FunctionSpec) -> str:
     return rules.render()
 
 
-def trelis_reply_grammar(specs: Iterable[FunctionSpec]) -> str:
+def trelis_reply_grammar(specs: Iterable[FunctionSpec], *, allow_text: bool = True) -> str:
     """GBNF for a whole reply in the Trelis format: free text (see `text_grammar`) or one schema-valid call."""
     rules = _Rules()
-    rules.add("root", "call | text")
+    rules.add("root", "call | text" if allow_text else "call")
     options = []
     for spec in specs:
         base = _rule_name(spec.name)
@@ -146,7 +146,8 @@ def trelis_reply_grammar(specs: Iterable[FunctionSpec]) -> str:
         head = literal('{"function": ' + json.dumps(spec.name, ensure_ascii=False) + ', "arguments": ')
         options.append(f'{head} {arguments} "}}"')
     rules.add("call", " | ".join(options) if options else '"{}"')
-    rules.add("text", _TEXT)
+    if allow_text:
+        rules.add("text", _TEXT)
     return rules.render()
 
 

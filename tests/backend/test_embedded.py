@@ -132,6 +132,15 @@ def test_small_talk_with_functions_offered_is_text(backend: EmbeddedBackend) -> 
     assert done.finish_reason in ("stop", "length")
 
 
+def test_a_text_reply_ends_before_anything_that_could_be_read_as_a_call(backend: EmbeddedBackend) -> None:
+    # Asked for a dictionary, the model would write braces: once it chose text, the text ends before the first "{".
+    deltas, done = collect(backend, "How do I write a dictionary literal in Python? Show an example.", [WEATHER],
+                           GREEDY.model_copy(update={"max_new_tokens": 60}))
+    text = "".join(d.text for d in deltas)
+    assert text.strip() and "{" not in text and not parse_reply(text).calls
+    assert done.finish_reason in ("stop", "length")
+
+
 def test_a_request_for_the_function_gets_a_schema_valid_call(backend: EmbeddedBackend) -> None:
     deltas, done = collect(backend, "What's the weather like in Paris today?", [WEATHER], GREEDY.model_copy(
         update={"max_new_tokens": 40}))
