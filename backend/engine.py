@@ -284,8 +284,7 @@ class Engine:
     async def confirm(self, call_id: str, arguments: dict[str, Any] | None, user: str) -> AsyncIterator[EngineEvent]:
         """Run a proposed call with the (possibly edited) arguments, then let the model answer once all are settled."""
         owner = self._user(user)
-        record = self._owned_call(call_id, owner)
-        conversation = self.store.conversation(record.conversation_id, user=owner)
+        record, conversation = self._owned_call(call_id, owner)
         tool = self.registry.get(record.function_name)
         if tool is None or tool.policy == ToolPolicy.DISABLED:
             yield ErrorEvent(message=f"The function {record.function_name!r} is not available; reject this call.")
@@ -314,8 +313,7 @@ class Engine:
     async def reject(self, call_id: str, user: str, reason: str | None = None) -> AsyncIterator[EngineEvent]:
         """Decline a proposed call; the model is told (with the reason) and the conversation goes on."""
         owner = self._user(user)
-        record = self._owned_call(call_id, owner)
-        conversation = self.store.conversation(record.conversation_id, user=owner)
+        record, conversation = self._owned_call(call_id, owner)
         reason = (reason or "").strip()[:1000] or None
         try:
             record = self.store.transition(
@@ -415,19 +413,20 @@ class Engine:
                 ))
                 calls = calls[: self.limits.max_calls_per_reply]
             reply_id = new_id()
-            proposed: list[FunctionCallRecord] = []
+            latest: dict[str, CallView] = {}  # each call's state as last reported: no need to read them back
             for call in calls:
                 async for event in self._propose(conversation, call, reply_id, turn_id, specs):
+                    if isinstance(event, (CallProposed, CallUpdated)):
+                        latest[event.call.id] = event.call
                     yield event
-            proposed = self.store.calls(reply_id=reply_id)
-            missing_note = _missing_note([self._view(r) for r in proposed if r.status == CallStatus.PROPOSED])
+            missing_note = _missing_note([v for v in latest.values() if v.status == CallStatus.PROPOSED])
             if missing_note:
                 self.store.add_message(
                     conversation_id=conversation.id, role=MessageRole.ASSISTANT, content=missing_note,
                     extra={"turn_id": turn_id, "note": "missing"},
                 )
                 yield AssistantNote(text=missing_note)
-            if any(r.status not in SETTLED_STATUSES for r in proposed):
+            if any(v.status not in SETTLED_STATUSES for v in latest.values()):
                 yield Done(awaiting_confirmation=True)
                 return
             # Everything settled without a person (auto tools, unknown functions): the model goes on.
@@ -492,7 +491,6 @@ class Engine:
         if any(s.status not in SETTLED_STATUSES for s in siblings):
             yield Done(awaiting_confirmation=True)
             return
-        conversation = self.store.conversation(conversation.id, user=owner)
         async for event in self._reply(conversation, owner, record.turn_id):
             yield event
 
@@ -593,10 +591,10 @@ class Engine:
             spec=tool.spec if tool else None,
         )
 
-    def _owned_call(self, call_id: str, owner: User) -> FunctionCallRecord:
+    def _owned_call(self, call_id: str, owner: User) -> tuple[FunctionCallRecord, Conversation]:
+        """The call and its conversation; NotFoundError when the conversation is another user's."""
         record = self.store.call(call_id)
-        self.store.conversation(record.conversation_id, user=owner)  # raises NotFoundError for another's call
-        return record
+        return record, self.store.conversation(record.conversation_id, user=owner)
 
     def _current_turn(self, messages: list[Message]) -> str:
         for message in reversed(messages):
