@@ -1,7 +1,7 @@
 """Many people chatting at once: time to first token through the app (gradio_client) vs straight from the server.
 
-The app is the real one (engine, SQLite store, tools, Gradio queue) with the TGI backend pointed at the fake TGI
-server, which streams each reply with a fixed delay per token. The baseline, in the same run, reads the same replies
+The app is the real one (engine, SQLite store, tools, Gradio queue), in a process of its own as in production, with
+the TGI backend pointed at the fake TGI server, which streams each reply with a fixed delay per token. The baseline, in the same run, reads the same replies
 straight from the fake server's /generate_stream with one HTTP client per chat.
 
     .venv/bin/python -m bench.bench_app_concurrency [--chats 50] [--tokens 40] [--token-delay 0.02]
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -36,6 +38,9 @@ def through_app(url: str, chats: int) -> list[float]:
 
     def one(index: int) -> float:
         client = Client(url, verbose=False)
+        # A person opens the page before typing: Gradio builds a session's state then (tens of ms of CPU in a
+        # large app), not when the message is sent. An empty message does the same here and changes nothing.
+        client.predict("", None, api_name="/send")
         start.wait()
         began = time.perf_counter()
         job = client.submit(f"Hello from chat {index}", None, api_name="/send")  # no conversation yet: a new one
@@ -75,22 +80,51 @@ def summary(times: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:7.1f} ms   p95 {ordered[int(len(ordered) * 0.95) - 1] * 1000:7.1f} ms"
 
 
+def serve(tgi_url: str, port: int) -> None:
+    """The app under test, in its own process: the clients' threads must not compete with it for the GIL."""
+    with tempfile.TemporaryDirectory() as folder:
+        engine = Engine(
+            store=Store(f"sqlite:///{Path(folder) / 'bench.db'}"),
+            backend=TGIBackend(tgi_url, call_mode="parse", retries=0),
+            registry=build_registry(support_desk=SupportDesk(Path(folder)), examples=False),
+        )
+        build_app(engine=engine).launch(server_name="127.0.0.1", server_port=port, quiet=True)
+
+
+def start_app(tgi_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = unused_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.bench_app_concurrency", "--serve", tgi_url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise SystemExit("the app did not start")
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the app did not answer within 60 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chats", type=int, default=50)
     parser.add_argument("--token-delay", type=float, default=0.02)
+    parser.add_argument("--serve", metavar="TGI_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
 
-    with FakeTGI() as fake, tempfile.TemporaryDirectory() as folder:
-        engine = Engine(
-            store=Store(f"sqlite:///{Path(folder) / 'bench.db'}"),
-            backend=TGIBackend(fake.url, call_mode="parse", retries=0),
-            registry=build_registry(support_desk=SupportDesk(Path(folder)), examples=False),
-        )
-        demo = build_app(engine=engine)
-        port = unused_port()
-        demo.launch(server_port=port, prevent_thread_lock=True, quiet=True)
-        url = f"http://127.0.0.1:{port}/"
+    with FakeTGI() as fake:
+        process, url = start_app(fake.url)
         try:
             print(f"time to first token, {args.token_delay * 1000:.0f} ms per token from the fake TGI server")
             for chats in (1, args.chats):
@@ -101,7 +135,8 @@ def main() -> None:
                 ratio = statistics.median(app) / statistics.median(direct)
                 print(f"{chats:3d} chats  server: {summary(direct)}   app: {summary(app)}   app/server p50 x{ratio:.1f}")
         finally:
-            demo.close()
+            process.terminate()
+            process.wait(10)
 
 
 if __name__ == "__main__":
