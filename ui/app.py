@@ -13,8 +13,10 @@ import html
 import json
 import logging
 import re
+import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 64
 _STORAGE_KEY = "callcard.conversation"
 _MAX_IMPORT_BYTES = 20 * 1024 * 1024
+_EXPORT_TTL_S = 3600
 _STATUS_TIMEOUT_S = 5.0
 # The chat's outputs: chatbot, cards, retry button, textbox, conversation id, conversation list, title, view.
 _CHAT_OUTPUTS = 8
@@ -276,6 +279,8 @@ class _Page:
         self.people = people
         self.backend_info = backend_info
         self.export_dir = Path(tempfile.mkdtemp(prefix="callcard-exports-"))
+        # Removed when the page goes away or the process exits; files older than an hour go at each export.
+        weakref.finalize(self, shutil.rmtree, self.export_dir, ignore_errors=True)
 
     # -- who ------------------------------------------------------------------------------------------------------
 
@@ -595,6 +600,11 @@ class _Page:
 
     def _export_path(self, name: str) -> Path:
         # One directory per file: two people exporting at the same second never overwrite each other's file.
+        # Gradio keeps its own copy of a file it serves, so an hour-old one here is not needed any more.
+        stale = time.time() - _EXPORT_TTL_S
+        for folder in self.export_dir.iterdir():
+            if folder.stat().st_mtime < stale:
+                shutil.rmtree(folder, ignore_errors=True)
         return Path(tempfile.mkdtemp(dir=self.export_dir)) / name
 
 

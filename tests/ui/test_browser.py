@@ -230,12 +230,13 @@ def test_a_reload_finds_the_conversation_and_its_open_card(watched: Watched, app
 
 def test_sidebar_rename_switch_export_delete(watched: Watched, app: RunningApp, tmp_path: Path) -> None:
     page = watched.page
+    page.get_by_text("This conversation", exact=True).click()
+    title = page.get_by_label("Title", exact=True)
     app.fake.reply("Hello there!")
     send(watched, "First conversation")
     expect(page.get_by_text("Hello there!")).to_be_visible()
-    click(watched, page.get_by_text("This conversation", exact=True))
-    title = page.get_by_label("Title", exact=True)
     expect(title).to_have_value("First conversation")
+    watched.settle()
     title.fill("Renamed chat")
     click(watched, page.get_by_role("button", name="Rename", exact=True))
     conversations = page.locator("#cc-conversations")
