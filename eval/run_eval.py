@@ -108,9 +108,13 @@ class Baseline:
         # Its template lists the tools inside the system message only, so a case without one gets a plain one.
         messages = [{"role": "system", "content": case.system or "You are a helpful assistant."}, *case.messages]
         tools = [spec.to_openai_tool() for spec in case.functions]
-        response = self._llm.create_chat_completion(
-            messages=messages, tools=tools, tool_choice="auto", temperature=0.0, max_tokens=self._max_tokens,
-        )
+        try:
+            response = self._llm.create_chat_completion(
+                messages=messages, tools=tools, tool_choice="auto", temperature=0.0, max_tokens=self._max_tokens,
+            )
+        except ValueError as error:  # a prompt that does not fit its context: scored as no answer, the run goes on
+            _log.warning("baseline could not answer %s: %s", case.id, error)
+            return "", []
         message = response["choices"][0]["message"]
         calls: list[FunctionCall] = []
         text = message.get("content") or ""
