@@ -59,8 +59,8 @@ _STORAGE_KEY = "callcard.conversation"
 _MAX_IMPORT_BYTES = 20 * 1024 * 1024
 _EXPORT_TTL_S = 3600
 _STATUS_TIMEOUT_S = 5.0
-# The chat's outputs: chatbot, cards, retry button, textbox, conversation id, conversation list, title, view.
-_CHAT_OUTPUTS = 8
+# A chat stream's outputs: chatbot, cards, view (see _Frame).
+_STREAM_OUTPUTS = 3
 # How often a streaming answer is redrawn at most: still smooth to read, and a fraction of one update per token.
 _FRAME_S = 0.08
 
@@ -183,15 +183,17 @@ def build_app(
                 audit_file = gr.File(label="Download", visible=False, interactive=False)
 
         view = gr.State(None)
-        chat_outputs = [chatbot, cards, retry_button, textbox, conversation_id, conversation_list, title_box, view]
+        pending = gr.Textbox(visible=False)  # the message being sent (a box, not a state, so the API can send one)
+        chat_outputs = [chatbot, cards, view]
         # After every stream, its final view is shown again as plain values (see _Frame).
         settle: dict[str, Any] = {
-            "fn": page.show_view, "inputs": [view], "outputs": [chatbot, retry_button, textbox],
+            "fn": page.show_view, "inputs": [view],
+            "outputs": [chatbot, retry_button, textbox, conversation_id, conversation_list, title_box],
             "show_progress": "hidden", "api_visibility": "private", "js": _IDLE_JS,
         }
         wiring = CardWiring(
             conversation_id=conversation_id, cards=cards, outputs=chat_outputs,
-            confirm=page.confirm, reject=page.reject, skips=len(chat_outputs) - 3, settle=settle,
+            confirm=page.confirm, reject=page.reject, settle=settle,
         )
         with card_area:
             @gr.render(inputs=[cards], show_progress="hidden")
@@ -208,11 +210,18 @@ def build_app(
         gr.Timer(60).tick(page.status, None, [status], show_progress="hidden")
 
         send_options: dict[str, Any] = {
-            "inputs": [textbox, conversation_id, cards], "outputs": chat_outputs, "show_progress": "hidden",
+            "inputs": [pending, conversation_id, cards], "outputs": chat_outputs, "show_progress": "hidden",
         }
-        textbox.submit(page.send, api_name="send", **send_options).then(**settle)
-        send_button.click(page.send, api_visibility="private", **send_options).then(**settle)
+        # The message moves to a hidden box and the textbox goes off at once; then the stream, then the final view.
+        take: dict[str, Any] = {
+            "fn": page.take_message, "inputs": [textbox], "outputs": [pending, textbox, retry_button], "queue": False,
+            "show_progress": "hidden", "api_visibility": "private",
+        }
+        textbox.submit(**take).then(page.send, api_name="send", **send_options).then(**settle)
+        send_button.click(**take).then(page.send, api_visibility="private", **send_options).then(**settle)
         retry_button.click(
+            page.lock, None, [textbox, retry_button], queue=False, show_progress="hidden", api_visibility="private",
+        ).then(
             page.retry, [conversation_id, cards], chat_outputs, show_progress="hidden", api_visibility="private",
         ).then(**settle)
 
@@ -431,30 +440,28 @@ class _Page:
         user = self._user(request, profile)
         if user is None:
             _warn("Sign in first.")
-            yield _skips(_CHAT_OUTPUTS)
+            yield _unchanged(text)
             return
         text = text or ""
         if not text.strip():
-            yield _skips(_CHAT_OUTPUTS)
+            yield _unchanged(text)
             return
         try:
             conversation = self._conversation_for(user, conversation_id)
             stream = ChatStream(history_chat(self.engine.messages(conversation.id, user), self.engine.calls(conversation.id, user)))
         except CallcardError as error:
             _warn(error_text(error))
-            yield _skips(_CHAT_OUTPUTS)
+            yield _unchanged(text)
             return
         stream.add_user(text)
         # The new message settles the open cards; the cards shown next are those its reply proposes.
-        frame = _Frame(stream=stream, cards=[], listing=self._listing(user, conversation.id))
-        yield frame.first(sent_text=text, conversation_id=conversation.id, title=conversation.title)
+        frame = _Frame(stream=stream, cards=[], sent_text=text)
+        yield frame.update()
         async for update in self._drive(self.engine.send(conversation.id, user, text), frame):
             yield update
         if not frame.stream.stored:
             frame.cards = cards
-        # Last, and complete: the title may have changed with the first message.
-        frame.listing = self._listing(user, conversation.id)
-        yield frame.last(title=self.engine.conversation(conversation.id, user).title)
+        yield self._last(frame, user, conversation.id)
 
     async def retry(
         self, conversation_id: str | None, cards: list[dict[str, Any]], request: gr.Request,
@@ -464,13 +471,12 @@ class _Page:
         user = self._user(request, profile)
         stream = self._stream(user, conversation_id)
         if user is None or conversation_id is None or stream is None:
-            yield _skips(_CHAT_OUTPUTS)
+            yield _unchanged()
             return
         frame = _Frame(stream=stream, cards=cards)
-        yield frame.first()
         async for update in self._drive(self.engine.retry(conversation_id, user), frame):
             yield update
-        yield frame.last()
+        yield self._last(frame, user, conversation_id)
 
     async def confirm(
         self, call_id: str, arguments: dict[str, Any], conversation_id: str | None, cards: list[dict[str, Any]],
@@ -479,14 +485,13 @@ class _Page:
         """Run a call with the card's arguments, then stream what follows."""
         user = self._user(request, profile)
         stream = self._stream(user, conversation_id)
-        if user is None or stream is None:
-            yield _skips(_CHAT_OUTPUTS)
+        if user is None or stream is None or conversation_id is None:
+            yield _unchanged()
             return
         frame = _Frame(stream=stream, cards=cards)
-        yield frame.first()
         async for update in self._drive(self.engine.confirm(call_id, arguments, user), frame):
             yield update
-        yield frame.last()
+        yield self._last(frame, user, conversation_id)
 
     async def reject(
         self, call_id: str, reason: str | None, conversation_id: str | None, cards: list[dict[str, Any]],
@@ -495,14 +500,22 @@ class _Page:
         """Decline a call (the model is told the reason), then stream what follows."""
         user = self._user(request, profile)
         stream = self._stream(user, conversation_id)
-        if user is None or stream is None:
-            yield _skips(_CHAT_OUTPUTS)
+        if user is None or stream is None or conversation_id is None:
+            yield _unchanged()
             return
         frame = _Frame(stream=stream, cards=cards)
-        yield frame.first()
         async for update in self._drive(self.engine.reject(call_id, user, reason), frame):
             yield update
-        yield frame.last()
+        yield self._last(frame, user, conversation_id)
+
+    def _last(self, frame: _Frame, user: str, conversation_id: str) -> tuple[Any, ...]:
+        """The stream's last update: complete, with the list and title as they are now (a first message names it)."""
+        conversations = self.engine.list_conversations(user)
+        current = next((c for c in conversations if c.id == conversation_id), None)
+        return frame.last(
+            conversation_id=conversation_id, choices=conversation_choices(conversations),
+            title=current.title if current else None,
+        )
 
     def _conversation_for(self, user: str, conversation_id: str | None) -> Conversation:
         """The open conversation, or a new one when there is none (or it is gone)."""
@@ -547,13 +560,30 @@ class _Page:
             frame.stream.apply(ErrorEvent(message=error_text(error), retryable=False))
 
 
-    def show_view(self, view: dict[str, Any] | None) -> tuple[Any, Any, Any]:
-        """The chat, Retry button and textbox as the last stream left them, sent again as plain values."""
-        if not view:
-            return gr.skip(), gr.skip(), gr.skip()
+    def show_view(self, view: dict[str, Any] | None) -> tuple[Any, ...]:
+        """What the last stream left, as plain values: chat, Retry, textbox, conversation id, list and title."""
+        view = view or {}
         text = view.get("text")
         textbox = gr.update(interactive=True) if text is None else gr.update(value=text, interactive=True)
-        return view["chat"], gr.update(visible=bool(view.get("retry"))), textbox
+        chosen = view.get("conversation_id")
+        return (
+            view["chat"] if view.get("chat") is not None else gr.skip(),
+            gr.update(visible=bool(view["retry"])) if "retry" in view else gr.skip(),
+            textbox,
+            chosen or gr.skip(),
+            gr.update(choices=view["choices"], value=chosen) if "choices" in view else gr.skip(),
+            view["title"] if view.get("title") is not None else gr.skip(),
+        )
+
+    @staticmethod
+    def lock() -> tuple[Any, Any]:
+        """Textbox off and Retry hidden while a stream runs (one reply at a time); see _Frame."""
+        return gr.update(interactive=False), gr.update(visible=False)
+
+    @staticmethod
+    def take_message(text: str | None) -> tuple[Any, Any, Any]:
+        """The message to the hidden box the send reads it from, and the textbox emptied and off."""
+        return text or "", gr.update(value="", interactive=False), gr.update(visible=False)
 
     # -- status and audit ------------------------------------------------------------------------------------------
 
@@ -609,59 +639,44 @@ class _Page:
 
 
 class _Frame:
-    """What a streaming chat handler shows, update after update (chat, cards, retry, textbox, id, list, title, view).
+    """What a streaming chat handler shows, update after update: the chat, then the cards and the final view.
 
-    Measured with Gradio 6.31 in Chromium: a stream's updates are applied as diffs, in place, so an update dict
-    followed by a skip can be undone before it is shown (a Retry button never appeared); and a card re-render that
-    lands while the chat streams can leave the chat showing stale messages. So dict-valued outputs are repeated
-    unchanged in every update; the cards change once, in the last update, when the chat has stopped; and the last
-    update also goes to the `view` state, which a follow-up event shows again as plain values. The textbox is off
-    while the model works, so a second message cannot start a second reply in the same conversation.
+    Measured with Gradio 6 (bench_app_concurrency under py-spy): Gradio rebuilds a whole component for every output
+    given as an update dict, and for every gr.skip() too (about 0.5 ms each); with one update per token for the eight
+    outputs a chat used to have, 50 chats streaming at once saturated the server. So a stream's outputs are the chat
+    and two states (a skip of a state costs nothing): the textbox and Retry button are switched off by a quick event
+    chained before a send or a retry (`_Page.take_message`, `_Page.lock`), and the stream's last update goes to the
+    `view` state, which the follow-up event shows as plain values (chat, Retry, textbox, conversation id, list,
+    title). Card buttons cannot chain such an event (Gradio then fails to find the card's follow-up events), so the
+    textbox stays on while a confirmed call's answer streams. The cards change once, in the
+    last update, when the chat has stopped: a card re-render mid-stream could leave the chat showing stale messages.
     """
 
-    def __init__(self, *, stream: ChatStream, cards: list[dict[str, Any]], listing: Any = None) -> None:
+    def __init__(self, *, stream: ChatStream, cards: list[dict[str, Any]], sent_text: str | None = None) -> None:
         self.stream = stream
         self.cards = cards
-        self.listing = listing if listing is not None else gr.skip()
-        self.sent_text: str | None = None
-        self._retry = gr.update(visible=False)
-        self._textbox = gr.update(interactive=False)
-
-    def first(
-        self, *, sent_text: str | None = None, conversation_id: str | None = None, title: str | None = None,
-    ) -> tuple[Any, ...]:
-        if sent_text is not None:
-            self.sent_text = sent_text
-            self._textbox = gr.update(value="", interactive=False)
-        return (
-            self.stream.chat, gr.skip(), self._retry, self._textbox, conversation_id or gr.skip(), self.listing,
-            gr.skip() if title is None else title, gr.skip(),
-        )
+        self.sent_text = sent_text
 
     def update(self) -> tuple[Any, ...]:
-        # Only the chat changes while the answer streams. Gradio rebuilds a whole component for every update dict
-        # in an output (40% of the server's time with 50 chats streaming, measured), so the textbox, Retry button
-        # and conversation list are set in the first and last updates only.
-        return (self.stream.chat, *_skips(_CHAT_OUTPUTS - 1))
+        return self.stream.chat, gr.skip(), gr.skip()
 
-    def last(self, *, title: str | None = None) -> tuple[Any, ...]:
-        self._retry = gr.update(visible=self.stream.retryable)
+    def last(self, *, conversation_id: str, choices: list[Any], title: str | None) -> tuple[Any, ...]:
         text: str | None = None
         if self.sent_text is not None:
             if not self.stream.stored:
                 # The engine refused the message before storing it: it goes back where it was typed.
                 self.stream.withdraw_user()
             text = "" if self.stream.stored else self.sent_text
-        self._textbox = gr.update(interactive=True) if text is None else gr.update(value=text, interactive=True)
-        view = {"chat": self.stream.chat, "retry": self.stream.retryable, "text": text}
-        return (
-            self.stream.chat, self.cards, self._retry, self._textbox, gr.skip(), self.listing,
-            gr.skip() if title is None else title, view,
-        )
+        view = {
+            "chat": self.stream.chat, "retry": self.stream.retryable, "text": text,
+            "conversation_id": conversation_id, "choices": choices, "title": title,
+        }
+        return self.stream.chat, self.cards, view
 
 
-def _skips(count: int) -> tuple[Any, ...]:
-    return tuple(gr.skip() for _ in range(count))
+def _unchanged(text: str | None = None) -> tuple[Any, ...]:
+    """A stream that showed nothing: the follow-up event only gives the textbox back (with `text`, if given)."""
+    return gr.skip(), gr.skip(), {"text": text}
 
 
 def _warn(message: str) -> None:

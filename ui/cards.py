@@ -47,7 +47,6 @@ class CardWiring:
     outputs: list[Any]
     confirm: ConfirmStream
     reject: RejectStream
-    skips: int  # how many of `outputs` follow chatbot, cards and retry (left unchanged by card actions)
     settle: dict[str, Any]  # the follow-up event that shows a stream's final view again
 
 
@@ -131,7 +130,7 @@ def _open_card(view: CallView, rev: int, busy: bool, notice: str, wiring: CardWi
             names = ", ".join(sorted({key.split(".")[0].split("[")[0].replace("_", " ") or "the call" for key in errors}))
             notice = f"Nothing ran: check {names} first."
             marked = [{**c, "errors": errors, "notice": notice} if c["id"] == view.id else c for c in cards]
-            yield (gr.skip(), marked, gr.skip(), *[gr.skip()] * wiring.skips)
+            yield gr.skip(), marked, {"text": None}  # the follow-up event only gives the textbox back
             return
         async for update in wiring.confirm(view.id, arguments, conversation_id, cards, request, profile):
             yield update
