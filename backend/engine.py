@@ -154,6 +154,9 @@ class Engine:
         self.params = params or GenerationParams()
         self.limits = limits or Limits()
         self.system_prompt = system_prompt
+        # Conversations whose model reply is streaming in this process: a second reply at the same time (another
+        # tab, a message sent while a confirmed call's answer streams) would interleave with it.
+        self._answering: set[str] = set()
 
     # Conversations
 
@@ -253,6 +256,9 @@ class Engine:
                 "Shorten it and send again."
             ))
             return
+        if conversation.id in self._answering:
+            yield ErrorEvent(message=_STILL_ANSWERING)
+            return
         for event in self._supersede_open_calls(conversation.id):
             yield event
         turn_id = new_id()
@@ -332,6 +338,18 @@ class Engine:
 
     async def _reply(self, conversation: Conversation, owner: User, turn_id: str) -> AsyncIterator[EngineEvent]:
         """Stream one model reply, store it, propose its calls, and keep going while calls settle on their own."""
+        if conversation.id in self._answering:
+            yield ErrorEvent(message=_STILL_ANSWERING, retryable=True)
+            yield Done()
+            return
+        self._answering.add(conversation.id)
+        try:
+            async for event in self._replies(conversation, owner, turn_id):
+                yield event
+        finally:
+            self._answering.discard(conversation.id)
+
+    async def _replies(self, conversation: Conversation, owner: User, turn_id: str) -> AsyncIterator[EngineEvent]:
         while True:
             specs = self.registry.specs()
             text_parts: list[str] = []
@@ -606,6 +624,9 @@ class Engine:
         if not name:
             raise NotFoundError("No user is signed in.")
         return self.store.user(name)
+
+
+_STILL_ANSWERING = "The model is still answering in this conversation: wait for its answer, then send again."
 
 
 def _canonical(arguments: dict[str, Any]) -> str:

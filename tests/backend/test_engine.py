@@ -139,6 +139,30 @@ def test_full_turn_with_an_edited_and_confirmed_call(engine: Engine, fake_tgi: F
     assert '"A1001"' in second_prompt.split(FUNCTION_RESULT_TEMPLATE.split("{result}")[0])[1]
 
 
+def test_a_second_message_while_the_model_answers_is_refused_and_not_stored(
+    engine: Engine, fake_tgi: FakeTGI, store: Store,
+) -> None:
+    conversation = engine.create_conversation("ann")
+    fake_tgi.reply("A slow and careful answer, word after word after word.", token_delay=0.05)
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        first = engine.send(conversation.id, "ann", "First question")
+        started = [await anext(first)]  # the first token: the reply is streaming now
+        second = [event async for event in engine.send(conversation.id, "ann", "Second question")]
+        return started + [event async for event in first], second
+
+    first, second = asyncio.run(run())
+    assert [e.message for e in of(ErrorEvent, second)] == [
+        "The model is still answering in this conversation: wait for its answer, then send again."
+    ]
+    assert not of(ErrorEvent, first) and "".join(e.text for e in of(Token, first)).startswith("A slow")
+    contents = [m.content for m in store.messages(conversation.id)]
+    assert contents[0] == "First question" and "Second question" not in contents
+    # Once the answer is in, the conversation takes messages again.
+    fake_tgi.reply("Now the second.")
+    assert "".join(e.text for e in of(Token, collect(engine.send(conversation.id, "ann", "Second question")))) == "Now the second."
+
+
 def test_rejection_is_told_to_the_model_with_the_reason(engine: Engine, fake_tgi: FakeTGI, store: Store) -> None:
     fake_tgi.reply(json.dumps({"function": "cancel_order", "arguments": {"order_number": "A1001", "reason": "late"}}))
     conversation = engine.create_conversation("ann")
