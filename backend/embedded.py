@@ -13,12 +13,13 @@ import importlib.resources
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import llama_cpp
 import numpy as np
@@ -60,6 +61,51 @@ _RELEVANCE_BASELINE = "You are a helpful assistant."
 def _relevance_context(spec: FunctionSpec) -> str:
     """A short system text naming one function, to see how much it makes the user's message expected."""
     return f"Tools:\n- {spec.name}: {spec.description}"
+
+
+def _grounded_arguments(arguments: dict[str, Any], spec: FunctionSpec, request: str) -> dict[str, Any]:
+    """The arguments without optional values the request does not mention (list items one by one).
+
+    The bundled model fills optional arguments with invented values (a "features" list, a "frequency") more often
+    than with asked-for ones; left out, the function's defaults apply, and the card still offers every field.
+    """
+    if not request:
+        return arguments
+    optional = {a.name for a in spec.arguments if not a.required}
+    kept: dict[str, Any] = {}
+    for key, value in arguments.items():
+        if key not in optional:
+            kept[key] = value
+        elif isinstance(value, list):
+            items = [item for item in value if _mentioned(item, request)]
+            if items:
+                kept[key] = items
+        elif _mentioned(value, request):
+            kept[key] = value
+    return kept
+
+
+def _mentioned(value: object, request: str) -> bool:
+    """Whether every string and number in `value` is written in `request` (numbers as whole numbers)."""
+    leaves = _leaves(value)
+    text = request.casefold()
+    return bool(leaves) and all(
+        re.search(rf"(?<![\w.]){re.escape(leaf)}(?![\w]|\.\d)", text) is not None for leaf in leaves
+    )
+
+
+def _leaves(value: object) -> set[str]:
+    """The strings and numbers inside a JSON value, as a message would write them (casefolded)."""
+    if isinstance(value, bool) or value is None:
+        return set()
+    if isinstance(value, dict):
+        return set().union(*(_leaves(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_leaves(v) for v in value))
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip().casefold()
+    return {text} if text else set()
 
 
 def bundled_model_path() -> Path:
@@ -107,12 +153,14 @@ class EmbeddedBackend:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         relevance_threshold: float | Literal["auto"] | None = "auto",
+        grounded_optional: bool | Literal["auto"] = "auto",
     ) -> None:
         """Load the model (under a second for the bundled one); a missing or unreadable file is a ConfigError.
 
         `relevance_threshold`: below it the reply is text and above it the best-matching function is called (see
         SMOLLM2_RELEVANCE_THRESHOLD); "auto" uses the calibrated value for the bundled model and none for others,
-        None lets the model choose through a grammar.
+        None lets the model choose through a grammar. `grounded_optional`: keep only the optional argument values the
+        user's message mentions (see `_grounded_arguments`); "auto" does so for the bundled model only.
         """
         self._bundled = model_path is None
         path = bundled_model_path() if model_path is None else Path(model_path).expanduser()
@@ -147,6 +195,7 @@ class EmbeddedBackend:
         self._call_mode: CallMode = call_mode
         self._threshold = (SMOLLM2_RELEVANCE_THRESHOLD if self._bundled else None) if relevance_threshold == "auto" \
             else relevance_threshold
+        self._grounded = self._bundled if grounded_optional == "auto" else grounded_optional
         self._model_id = BUNDLED_MODEL_ID if self._bundled else path.name
         self._closed = False
 
@@ -534,7 +583,7 @@ class _Reply:
                 self.emit(TextDelta(text=head))
             arguments, finish = self._stage(
                 self.backend._tokenize(written, first=True), sampling=_GREEDY,
-                grammar=arguments_grammar(by_name[name]), stops=(), stream=not made,
+                grammar=arguments_grammar(by_name[name]), stops=(), stream=not made and not self.backend._grounded,
             )
             if finish != "stop":
                 if made and finish == "length":
@@ -542,12 +591,24 @@ class _Reply:
                 return finish  # cut off or cancelled: the parser reports the unfinished call
             if (name, arguments) in made:  # the same call again: small models loop like this
                 break
-            self.emit(TextDelta(text="}" if not made else head + arguments + "}"))
+            shown = arguments
+            if self.backend._grounded:
+                shown = json.dumps(
+                    _grounded_arguments(json.loads(arguments), by_name[name], self._request()), ensure_ascii=False,
+                )
+                if not made:
+                    self.emit(TextDelta(text=shown))
+            self.emit(TextDelta(text="}" if not made else head + shown + "}"))
             made.append((name, arguments))
             written += arguments + "}"
         if not made:
             return self._native_text()
         return "stop"
+
+    def _request(self) -> str:
+        """The user's message this reply answers ("" after a function result)."""
+        last = self.conversation[-1]
+        return last["content"] if last["role"] == "user" else ""
 
     def _first_function(self) -> str | None:
         """The function to call first, "" for a text reply, or None to let a grammar decide (no threshold set)."""

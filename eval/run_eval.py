@@ -137,6 +137,8 @@ def make_backend(args: argparse.Namespace, params: GenerationParams) -> ModelBac
         options: dict[str, Any] = {}
         if args.threshold is not None:
             options["relevance_threshold"] = None if args.threshold.lower() == "none" else float(args.threshold)
+        if args.grounded != "auto":
+            options["grounded_optional"] = args.grounded == "on"
         return EmbeddedBackend(args.model_path, style=args.style, params=params, call_mode=args.mode, **options)
     if not args.endpoint:
         raise SystemExit(f"--backend {args.backend} needs --endpoint")
@@ -235,6 +237,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model-path", type=Path, help="a GGUF file (default: the bundled SmolLM2-135M)")
     parser.add_argument("--style", choices=["llama2", "mistral", "native"])
     parser.add_argument("--threshold", help="embedded relevance threshold: a number, or none (default: the model's)")
+    parser.add_argument("--grounded", choices=["auto", "on", "off"], default="auto",
+                        help="embedded: keep only optional argument values the request mentions (default: the model's)")
     parser.add_argument("--endpoint", help="server URL for --backend tgi / openai")
     parser.add_argument("--model", help="model name for --backend openai")
     parser.add_argument("--out", type=Path, help="where to write the JSON results (default: eval/results/...)")

