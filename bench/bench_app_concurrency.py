@@ -1,8 +1,8 @@
 """Many people chatting at once: time to first token through the app (gradio_client) vs straight from the server.
 
 The app is the real one (engine, SQLite store, tools, Gradio queue), in a process of its own as in production, with
-the TGI backend pointed at the fake TGI server, which streams each reply with a fixed delay per token. The baseline, in the same run, reads the same replies
-straight from the fake server's /generate_stream with one HTTP client per chat.
+the TGI backend pointed at the fake TGI server, which streams each reply with a fixed delay per token. The baseline,
+in the same run, reads the same replies straight from the fake server's /generate_stream with one HTTP client per chat.
 
     .venv/bin/python -m bench.bench_app_concurrency [--chats 50] [--tokens 40] [--token-delay 0.02]
 """

@@ -59,8 +59,6 @@ _STORAGE_KEY = "callcard.conversation"
 _MAX_IMPORT_BYTES = 20 * 1024 * 1024
 _EXPORT_TTL_S = 3600
 _STATUS_TIMEOUT_S = 5.0
-# A chat stream's outputs: chatbot, cards, view (see _Frame).
-_STREAM_OUTPUTS = 3
 # How often a streaming answer is redrawn at most: still smooth to read, and a fraction of one update per token.
 _FRAME_S = 0.08
 
@@ -468,43 +466,41 @@ class _Page:
         profile: gr.OAuthProfile | None,
     ) -> AsyncIterator[tuple[Any, ...]]:
         """Ask the model again after a failed reply."""
-        user = self._user(request, profile)
-        stream = self._stream(user, conversation_id)
-        if user is None or conversation_id is None or stream is None:
-            yield _unchanged()
-            return
-        frame = _Frame(stream=stream, cards=cards)
-        async for update in self._drive(self.engine.retry(conversation_id, user), frame):
+        async for update in self._follow_up(conversation_id, cards, request, profile, self.engine.retry):
             yield update
-        yield self._last(frame, user, conversation_id)
 
     async def confirm(
         self, call_id: str, arguments: dict[str, Any], conversation_id: str | None, cards: list[dict[str, Any]],
         request: gr.Request, profile: gr.OAuthProfile | None,
     ) -> AsyncIterator[tuple[Any, ...]]:
         """Run a call with the card's arguments, then stream what follows."""
-        user = self._user(request, profile)
-        stream = self._stream(user, conversation_id)
-        if user is None or stream is None or conversation_id is None:
-            yield _unchanged()
-            return
-        frame = _Frame(stream=stream, cards=cards)
-        async for update in self._drive(self.engine.confirm(call_id, arguments, user), frame):
+        async for update in self._follow_up(
+            conversation_id, cards, request, profile, lambda _, user: self.engine.confirm(call_id, arguments, user),
+        ):
             yield update
-        yield self._last(frame, user, conversation_id)
 
     async def reject(
         self, call_id: str, reason: str | None, conversation_id: str | None, cards: list[dict[str, Any]],
         request: gr.Request, profile: gr.OAuthProfile | None,
     ) -> AsyncIterator[tuple[Any, ...]]:
         """Decline a call (the model is told the reason), then stream what follows."""
+        async for update in self._follow_up(
+            conversation_id, cards, request, profile, lambda _, user: self.engine.reject(call_id, user, reason),
+        ):
+            yield update
+
+    async def _follow_up(
+        self, conversation_id: str | None, cards: list[dict[str, Any]], request: gr.Request,
+        profile: gr.OAuthProfile | None, events: Callable[[str, str], AsyncIterator[EngineEvent]],
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Stream what the engine does next in the open conversation (Retry, Confirm, Reject): `events(id, user)`."""
         user = self._user(request, profile)
         stream = self._stream(user, conversation_id)
-        if user is None or stream is None or conversation_id is None:
+        if user is None or conversation_id is None or stream is None:
             yield _unchanged()
             return
         frame = _Frame(stream=stream, cards=cards)
-        async for update in self._drive(self.engine.reject(call_id, user, reason), frame):
+        async for update in self._drive(events(conversation_id, user), frame):
             yield update
         yield self._last(frame, user, conversation_id)
 
