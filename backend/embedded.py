@@ -521,20 +521,20 @@ class _Reply:
     def _native_text(self) -> str:
         """A text reply from the chat prompt without the function list."""
         prompt = self._native_prompt([])
-        self.prompt_tokens = max(self.prompt_tokens, self.backend.count_tokens(prompt))
-        return self._text_without_objects(prompt, self._text_stops())
+        tokens = self.backend._tokenize(prompt, first=True)
+        self.prompt_tokens = max(self.prompt_tokens, len(tokens))
+        return self._text_without_objects(prompt, tokens, self._text_stops())
 
-    def _text_without_objects(self, prompt: str, stops: list[str], *, first_grammar: str | None = None,
-                              call_grammar: str | None = None) -> str:
+    def _text_without_objects(self, prompt: str, tokens: list[int], stops: list[str], *,
+                              first_grammar: str | None = None, call_grammar: str | None = None) -> str:
         """Text that cannot be read as a call (it may not start with `{`, and it ends before any `{`), or a call.
 
         A grammar over the whole text would do the same, but llama.cpp checks every token of the vocabulary against
         it at each step, which halves the speed of a small model; so only the first token is constrained (by
         `first_grammar`, text only by default) and a later `{` ends the text like a stop sequence. When the first
-        token opens a call, the reply is written again under `call_grammar`.
+        token opens a call, the reply is written again under `call_grammar`. `tokens` is `prompt`, tokenized.
         """
         sampling = _Sampling.from_params(self.params)
-        tokens = self.backend._tokenize(prompt, first=True)
         first, finish = self._stage(tokens, sampling=sampling, grammar=first_grammar or text_grammar(), stops=stops,
                                     stream=False, max_tokens=1)
         if call_grammar is not None and first.lstrip().startswith("{"):
@@ -615,10 +615,10 @@ class _Reply:
         threshold = self.backend._threshold
         if threshold is None:
             return None
-        last = self.conversation[-1]
-        if last["role"] != "user" or not last["content"].strip():
+        request = self._request()
+        if not request.strip():
             return ""  # after a function result the small model answers in text instead of calling again
-        scores = self.backend._relevance(last["content"], self.functions)
+        scores = self.backend._relevance(request, self.functions)
         best = max(scores, key=lambda name: scores[name])
         _log.debug("relevance %s (threshold %.2f)", scores, threshold)
         return best if scores[best] >= threshold else ""
@@ -632,13 +632,14 @@ class _Reply:
             self.conversation, self.functions, system=self.system, style=backend._style, max_input_tokens=limit,
             count_tokens=backend.count_tokens,
         )
-        self.prompt_tokens = backend.count_tokens(prompt)
+        tokens = backend._tokenize(prompt, first=True)
+        self.prompt_tokens = len(tokens)
         stops = [*self.params.stop, *stop_sequences(backend._style)]
         if backend._call_mode != "grammar" or not self.functions:
-            _, finish = self._stage(backend._tokenize(prompt, first=True), sampling=_Sampling.from_params(self.params),
-                                    grammar=None, stops=stops, stream=True)
+            _, finish = self._stage(tokens, sampling=_Sampling.from_params(self.params), grammar=None, stops=stops,
+                                    stream=True)
             return finish
         return self._text_without_objects(
-            prompt, stops, first_grammar=trelis_reply_grammar(self.functions),
+            prompt, tokens, stops, first_grammar=trelis_reply_grammar(self.functions),
             call_grammar=trelis_reply_grammar(self.functions, allow_text=False),
         )
