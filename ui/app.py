@@ -260,6 +260,9 @@ def launch(
     if login is not None:
         options.setdefault("auth", login)
         options.setdefault("auth_message", "Sign in to Callcard.")
+    # Gradio runs at most `max_threads` (default 40) queued jobs at once, whatever the concurrency limit: without
+    # this, the 41st of 50 chats waited for the first to finish (bench_app_concurrency).
+    options.setdefault("max_threads", DEFAULT_CONCURRENCY)
     keep_thread = options.pop("prevent_thread_lock", False)
     served = demo.launch(theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, prevent_thread_lock=True, **options)
     if health is not None:
