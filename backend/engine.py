@@ -263,13 +263,14 @@ class Engine:
             yield event
         turn_id = new_id()
         self.store.add_message(conversation_id=conversation.id, role=MessageRole.USER, content=text, extra={"turn_id": turn_id})
+        changes = await self._model_facts() if conversation.model_id is None else {}
         if conversation.title == "New conversation":
             title = " ".join(text.split())
             if len(title) > self.limits.max_title_chars:
                 title = title[: self.limits.max_title_chars - 1] + "…"
-            conversation = self.store.update_conversation(conversation.id, user=owner, title=title)
-        if conversation.model_id is None:
-            conversation = await self._record_model(conversation, owner)
+            changes["title"] = title
+        if changes:
+            conversation = self.store.update_conversation(conversation.id, user=owner, **changes)
         async for event in self._reply(conversation, owner, turn_id):
             yield event
 
@@ -534,15 +535,13 @@ class Engine:
 
     # Helpers
 
-    async def _record_model(self, conversation: Conversation, owner: User) -> Conversation:
-        """Note which model and prompt style a conversation was held with (for the audit and exports)."""
+    async def _model_facts(self) -> dict[str, Any]:
+        """Which model and prompt style a conversation is held with (for the audit and exports), as its fields."""
         try:
             info = await self.backend.info()
         except CallcardError:
-            return conversation  # the turn itself will report the failure
-        return self.store.update_conversation(
-            conversation.id, user=owner, model_id=info.model_id[:300], prompt_style=info.prompt_style,
-        )
+            return {}  # the turn itself will report the failure
+        return {"model_id": info.model_id[:300], "prompt_style": info.prompt_style}
 
     def _supersede_open_calls(self, conversation_id: str) -> list[EngineEvent]:
         """A new user message settles the cards still waiting: they are declined, and the model is told."""

@@ -167,6 +167,8 @@ class Store:
         self.url = url
         self.instance = instance or socket.gethostname()
         self.engine = _create_engine(url)
+        # name -> User: every engine call looks its user up, and a user's id never changes once created.
+        self._users: dict[str, User] = {}
         self.apply_migrations()
 
     @classmethod
@@ -215,9 +217,16 @@ class Store:
 
     def user(self, name: str, *, role: str | None = None) -> User:
         """The user called `name`, created on first sight; `role` updates it when given."""
+        cached = self._users.get(name)
+        if cached is not None and (role is None or cached.role == role):
+            return cached
         found = self._one(_USER_BY_NAME, {"name": name}, User)
-        if found is not None and (role is None or found.role == role):
-            return found
+        if found is None or (role is not None and found.role != role):
+            found = self._save_user(name, role)
+        self._users[name] = found
+        return found
+
+    def _save_user(self, name: str, role: str | None) -> User:
         with self.session() as session:
             user = session.exec(select(User).where(User.name == name)).first()
             if user is None:
@@ -262,16 +271,18 @@ class Store:
             return list(session.exec(statement))
 
     def update_conversation(self, conversation_id: str, *, user: User, **changes: Any) -> Conversation:
-        self.conversation(conversation_id, user=user)
-        with self.session() as session:
-            conversation = session.get(Conversation, conversation_id)
-            assert conversation is not None
-            for key, value in changes.items():
-                setattr(conversation, key, value)
-            conversation.updated_at = utcnow()
-            session.add(conversation)
-            session.commit()
-            return conversation
+        """Change the conversation's fields, if `user` owns it (NotFoundError otherwise); returns it as now stored."""
+        table = Conversation.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                table.update()
+                .where(table.c.id == conversation_id, table.c.owner_id == user.id)
+                .values(**changes, updated_at=utcnow())
+                .returning(*table.c)
+            ).first()
+        if row is None:
+            raise NotFoundError("This conversation does not exist, or it is not yours.")
+        return _from_row(Conversation, row)
 
     def delete_conversation(self, conversation_id: str, *, user: User) -> None:
         self.conversation(conversation_id, user=user)

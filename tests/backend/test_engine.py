@@ -298,7 +298,13 @@ def test_another_users_conversation_and_calls_are_out_of_reach(engine: Engine, f
         collect(engine.send(conversation.id, "bob", "hi"))
     with pytest.raises(NotFoundError):
         engine.delete_conversation(conversation.id, "bob")
+    with pytest.raises(NotFoundError):
+        engine.rename_conversation(conversation.id, "bob", "Mine now")
+    with pytest.raises(NotFoundError):
+        engine.update_settings(conversation.id, "bob", temperature=1.5)
     assert engine.list_conversations("bob") == []
+    assert engine.conversation(conversation.id, "ann").title == "Where is A1002?"
+    assert engine.conversation(conversation.id, "ann").temperature is None
     assert [c.id for c in engine.list_conversations("ann")] == [conversation.id]
 
 
