@@ -48,7 +48,7 @@ from ui.present import (
     update_cards,
 )
 
-__all__ = ["build_app", "launch", "DEFAULT_CONCURRENCY", "CSS"]
+__all__ = ["CSS", "DEFAULT_CONCURRENCY", "build_app", "frame_interval", "launch"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ _EXPORT_TTL_S = 3600
 _STATUS_TIMEOUT_S = 5.0
 # How often a streaming answer is redrawn at most: still smooth to read, and a fraction of one update per token.
 _FRAME_S = 0.08
+# Redraws per second shared by all the answers streaming at once: each costs Gradio ~0.6 ms of the one core its event
+# loop runs on, so with many chats each one is redrawn less often and their first words are not held back.
+_FRAMES_PER_S = 150
 
 # Card buttons are switched off in the browser while a card's action runs (re-rendering the cards mid-stream is
 # what _Frame avoids); the follow-up event of every chat stream switches them on again.
@@ -289,6 +292,7 @@ class _Page:
         self.people = people
         self.backend_info = backend_info
         self.export_dir = Path(tempfile.mkdtemp(prefix="callcard-exports-"))
+        self._streams = 0  # answers streaming right now, across all sessions
         # Removed when the page goes away or the process exits; files older than an hour go at each export.
         weakref.finalize(self, shutil.rmtree, self.export_dir, ignore_errors=True)
 
@@ -449,7 +453,7 @@ class _Page:
             return
         try:
             conversation = self._conversation_for(user, conversation_id)
-            stream = ChatStream(history_chat(self.engine.messages(conversation.id, user), self.engine.calls(conversation.id, user)))
+            stream = self._history(user, conversation.id) if conversation.id == conversation_id else ChatStream([])
         except CallcardError as error:
             _warn(error_text(error))
             yield _unchanged(text)
@@ -529,27 +533,30 @@ class _Page:
         if user is None or not conversation_id:
             return None
         try:
-            calls = self.engine.calls(conversation_id, user)
-            return ChatStream(history_chat(self.engine.messages(conversation_id, user), calls))
+            return self._history(user, conversation_id)
         except CallcardError as error:
             _warn(error_text(error))
             return None
+
+    def _history(self, user: str, conversation_id: str) -> ChatStream:
+        return ChatStream(history_chat(self.engine.messages(conversation_id, user), self.engine.calls(conversation_id, user)))
 
     async def _drive(self, events: AsyncIterator[EngineEvent], frame: _Frame) -> AsyncIterator[tuple[Any, ...]]:
         """Fold engine events into the frame's chat and cards, yielding updates as often as people can see them.
 
         Every update costs Gradio a pass over all outputs and a message to the browser; one per token made 50
         streams at once queue behind each other (bench_app_concurrency). So tokens are shown at most every
-        _FRAME_S; the first token, and every event that is not a token, are shown at once, and the frame's last
-        update shows whatever is left.
+        `frame_interval`; the first token, and every event that is not a token, are shown at once, and the frame's
+        last update shows whatever is left.
         """
         shown_at: float | None = None
+        self._streams += 1  # every handler runs on the event loop: no lock needed
         try:
             async for event in events:
                 frame.stream.apply(event)
                 frame.cards = update_cards(frame.cards, event)
                 now = time.monotonic()
-                if isinstance(event, Token) and shown_at is not None and now - shown_at < _FRAME_S:
+                if isinstance(event, Token) and shown_at is not None and now - shown_at < frame_interval(self._streams):
                     continue
                 shown_at = now
                 yield frame.update()
@@ -557,6 +564,8 @@ class _Page:
             if not isinstance(error, CallcardError):
                 log.exception("the engine failed")
             frame.stream.apply(ErrorEvent(message=error_text(error), retryable=False))
+        finally:
+            self._streams -= 1
 
 
     def show_view(self, view: dict[str, Any] | None) -> tuple[Any, ...]:
@@ -671,6 +680,11 @@ class _Frame:
             "conversation_id": conversation_id, "choices": choices, "title": title,
         }
         return self.stream.chat, self.cards, view
+
+
+def frame_interval(streams: int) -> float:
+    """Seconds between redraws of one streaming answer while `streams` answers stream at once."""
+    return max(_FRAME_S, streams / _FRAMES_PER_S)
 
 
 def _unchanged(text: str | None = None) -> tuple[Any, ...]:

@@ -6,10 +6,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from gradio_client import Client
 
 from tests.fake_tgi import Reply
 from tests.ui.conftest import RunningApp
+from ui.app import frame_interval
 
 # More than Gradio's own default of 40 jobs at once, which used to hold the 41st chat back until the first ended.
 CHATS = 45
@@ -42,3 +44,10 @@ def test_45_chats_stream_at_the_same_time_and_none_waits_for_another_to_end(app:
         firsts, ends = zip(*pool.map(chat, range(CHATS)), strict=True)
         list(pool.map(Client.close, clients))  # each waits up to a second for its heartbeat thread
     assert max(firsts) < min(ends), "a chat's first words came only after another chat had ended"
+
+
+def test_with_many_answers_streaming_each_is_redrawn_less_often_and_all_redraws_stay_bounded() -> None:
+    assert frame_interval(1) == frame_interval(5) <= 0.1, "a few chats stream smoothly"
+    assert frame_interval(50) > frame_interval(5)
+    redraws_per_second = [streams / frame_interval(streams) for streams in (50, 100, 400)]
+    assert redraws_per_second == pytest.approx([redraws_per_second[0]] * 3)
