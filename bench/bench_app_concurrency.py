@@ -10,14 +10,18 @@ in the same run, reads the same replies straight from the fake server's /generat
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from gradio_client import Client
@@ -32,11 +36,14 @@ from ui.app import build_app, launch
 REPLY = " ".join(["The order A1001 left our warehouse on Monday and should arrive soon."] * 4)
 
 
-def through_app(url: str, chats: int) -> list[float]:
-    """Seconds to the first visible assistant text, per chat, all chats started together."""
-    start = threading.Barrier(chats)
+def through_app(url: str, chats: int, on_start: Callable[[], None]) -> list[tuple[float, float]]:
+    """Seconds to the first visible assistant text and to the end of the reply, per chat, all started together.
 
-    def one(index: int) -> float:
+    `on_start` runs once every client is connected, just before the chats start.
+    """
+    start = threading.Barrier(chats, action=on_start)
+
+    def one(index: int) -> tuple[float, float]:
         # gradio_client builds a certificate store (~25 ms of CPU) for every request it makes unless told not to
         # verify; on plain HTTP over loopback nothing is verified anyway, and 50 clients doing it took the CPU
         # from the app under test (p50 3.0 s against 0.7 s without).
@@ -47,16 +54,21 @@ def through_app(url: str, chats: int) -> list[float]:
         start.wait()
         began = time.perf_counter()
         job = client.submit(f"Hello from chat {index}", None, api_name="/send")  # no conversation yet: a new one
+        first = None
         while not job.done():
-            for output in job.outputs():
-                chat = output[0] if isinstance(output, tuple) else output  # one output: the value itself
-                if any(m.get("role") == "assistant" and m.get("content") for m in chat or [] if isinstance(m, dict)):
-                    return time.perf_counter() - began
+            if first is None and any(_has_answer(output) for output in job.outputs()):
+                first = time.perf_counter() - began
             time.sleep(0.02)
-        return time.perf_counter() - began
+        ended = time.perf_counter() - began
+        return (ended if first is None else first), ended
 
     with ThreadPoolExecutor(chats) as pool:
         return list(pool.map(one, range(chats)))
+
+
+def _has_answer(output: Any) -> bool:
+    chat = output[0] if isinstance(output, tuple) else output  # one output: the value itself
+    return any(isinstance(m, dict) and m.get("role") == "assistant" and m.get("content") for m in chat or [])
 
 
 def from_server(url: str, chats: int) -> list[float]:
@@ -76,6 +88,15 @@ def from_server(url: str, chats: int) -> list[float]:
 
     with ThreadPoolExecutor(chats) as pool:
         return list(pool.map(one, range(chats)))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from Linux's /proc (NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summary(times: list[float]) -> str:
@@ -134,9 +155,17 @@ def main() -> None:
                 fake.add(*(Reply(text=REPLY, token_delay=args.token_delay) for _ in range(chats)))
                 direct = from_server(fake.url, chats)
                 fake.add(*(Reply(text=REPLY, token_delay=args.token_delay) for _ in range(chats)))
-                app = through_app(url, chats)
-                ratio = statistics.median(app) / statistics.median(direct)
-                print(f"{chats:3d} chats  server: {summary(direct)}   app: {summary(app)}   app/server p50 x{ratio:.1f}")
+                cpu_before = [0.0]
+                firsts, ends = zip(*through_app(url, chats, lambda: cpu_before.__setitem__(0, _cpu_seconds(process.pid))), strict=True)
+                cpu_ms = (_cpu_seconds(process.pid) - cpu_before[0]) * 1000 / chats
+                ratio = statistics.median(firsts) / statistics.median(direct)
+                # Chats that waited on each other: their first words came only after some other chat had ended.
+                waited = sum(first > min(ends) for first in firsts)
+                print(
+                    f"{chats:3d} chats  server: {summary(direct)}   app: {summary(list(firsts))}   "
+                    f"app/server p50 x{ratio:.1f}   first words after another chat ended: {waited}   "
+                    f"app CPU {cpu_ms:.0f} ms per chat"
+                )
         finally:
             process.terminate()
             process.wait(10)
