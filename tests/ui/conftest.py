@@ -152,9 +152,13 @@ def auth_app(tmp_path_factory: pytest.TempPathFactory, module_fake_tgi: FakeTGI)
     running.store.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium (Debian's) for the whole test session."""
+    """One headless Chromium (Debian's) per test module.
+
+    Not per session: Playwright's sync API keeps an event loop running on the main thread while it is open, and
+    every asyncio.run() in a test collected after it would fail.
+    """
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed: apt-get install -y chromium fonts-noto-color-emoji")
     from playwright.sync_api import sync_playwright
