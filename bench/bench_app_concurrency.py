@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,13 @@ from ui.app import build_app, launch
 REPLY = " ".join(["The order A1001 left our warehouse on Monday and should arrive soon."] * 4)
 
 
-def through_app(url: str, chats: int, on_start: Callable[[], None]) -> list[tuple[float, float]]:
-    """Seconds to the first visible assistant text and to the end of the reply, per chat, all started together.
+def through_app(url: str, chats: int, app_pid: int) -> tuple[list[tuple[float, float]], float]:
+    """Per chat, seconds to the first visible assistant text and to the reply's end, all chats started together.
 
-    `on_start` runs once every client is connected, just before the chats start.
+    Also the CPU seconds the app process spent from the moment every client was connected to the last reply's end.
     """
-    start = threading.Barrier(chats, action=on_start)
+    cpu_at_start: list[float] = []
+    start = threading.Barrier(chats, action=lambda: cpu_at_start.append(_cpu_seconds(app_pid)))
 
     def one(index: int) -> tuple[float, float]:
         # gradio_client builds a certificate store (~25 ms of CPU) for every request it makes unless told not to
@@ -63,7 +63,8 @@ def through_app(url: str, chats: int, on_start: Callable[[], None]) -> list[tupl
         return (ended if first is None else first), ended
 
     with ThreadPoolExecutor(chats) as pool:
-        return list(pool.map(one, range(chats)))
+        times = list(pool.map(one, range(chats)))
+    return times, _cpu_seconds(app_pid) - cpu_at_start[0]
 
 
 def _has_answer(output: Any) -> bool:
@@ -155,16 +156,15 @@ def main() -> None:
                 fake.add(*(Reply(text=REPLY, token_delay=args.token_delay) for _ in range(chats)))
                 direct = from_server(fake.url, chats)
                 fake.add(*(Reply(text=REPLY, token_delay=args.token_delay) for _ in range(chats)))
-                cpu_before = [0.0]
-                firsts, ends = zip(*through_app(url, chats, lambda: cpu_before.__setitem__(0, _cpu_seconds(process.pid))), strict=True)
-                cpu_ms = (_cpu_seconds(process.pid) - cpu_before[0]) * 1000 / chats
+                times, app_cpu = through_app(url, chats, process.pid)
+                firsts, ends = zip(*times, strict=True)
                 ratio = statistics.median(firsts) / statistics.median(direct)
                 # Chats that waited on each other: their first words came only after some other chat had ended.
                 waited = sum(first > min(ends) for first in firsts)
                 print(
                     f"{chats:3d} chats  server: {summary(direct)}   app: {summary(list(firsts))}   "
                     f"app/server p50 x{ratio:.1f}   first words after another chat ended: {waited}   "
-                    f"app CPU {cpu_ms:.0f} ms per chat"
+                    f"app CPU {app_cpu * 1000 / chats:.0f} ms per chat"
                 )
         finally:
             process.terminate()
