@@ -158,7 +158,6 @@ class FakeTGI:
         """Listen on a free loopback port (the same one again after `stop()`) and serve in a daemon thread."""
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
         self._server = _Server(("127.0.0.1", self._port or 0), handler)
-        self._server.daemon_threads = True
         self._port = self._server.server_address[1]
         # A short poll interval keeps stop() (which waits for the serving loop to notice) fast.
         self._thread = threading.Thread(
