@@ -1,8 +1,9 @@
 """Password logins: PBKDF2 hashes, the CALLCARD_AUTH format (inline or a file), and `python -m backend.auth hash`.
 
-CALLCARD_AUTH holds accounts, `user:hash[:role]`, separated by `;` or new lines, or the path of a file with one
+CALLCARD_AUTH holds accounts, `user:hash[:role]`, separated by `,`, `;` or new lines, or the path of a file with one
 account a line (`#` starts a comment). `hash` is `pbkdf2_sha256$<iterations>$<salt>$<digest>` (base64, as
 `python -m backend.auth hash` prints it); `role` is `user` (the default) or `lead` (may read everyone's audit).
+Neither user names nor hashes can hold a separator. Error messages never quote a hash, or text that could be one.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ _DEFAULT_ITERATIONS = 600_000
 _MIN_ITERATIONS = 1_000
 _SALT_BYTES = 16
 _USER_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+_ENTRY_SEPARATORS = re.compile(r"[,;]")
+# What a misplaced field may be quoted as in an error: a short word. A hash (or a password) is never quoted.
+_QUOTABLE_ROLE = re.compile(r"^[A-Za-z_-]{1,20}$")
 
 
 @dataclass(frozen=True)
@@ -105,35 +109,55 @@ def verify_password(password: str, encoded: str) -> bool:
 
 
 def parse_accounts(text: str, *, where: str = "CALLCARD_AUTH") -> list[Account]:
-    """Accounts from `user:hash[:role]` entries separated by `;` or new lines; ConfigError names the bad entry."""
+    """Accounts from `user:hash[:role]` entries separated by `,`, `;` or new lines; ConfigError names the bad entry."""
     accounts: list[Account] = []
     seen: set[str] = set()
-    entries = [part for line in text.splitlines() for part in line.split(";")]
-    for number, entry in enumerate(entries, start=1):
-        entry = entry.split("#", 1)[0].strip()
-        if not entry:
-            continue
-        fields = [field.strip() for field in entry.split(":")]
-        if len(fields) not in (2, 3):
-            raise ConfigError(f"{where}, entry {number}: expected user:hash or user:hash:role, got {len(fields)} fields.")
-        name, password_hash = fields[0], fields[1]
-        role = fields[2] if len(fields) == 3 else "user"
-        if not _USER_NAME.match(name):
-            raise ConfigError(
-                f"{where}, entry {number}: user name {name!r} is invalid (1 to 64 letters, digits or _.@+-)."
-            )
-        if name in seen:
-            raise ConfigError(f"{where}, entry {number}: user {name!r} is listed twice.")
-        if not _is_hash(password_hash):
-            raise ConfigError(
-                f"{where}, entry {number} ({name}): the password must be a hash made by "
-                "`python -m backend.auth hash`, not the password itself."
-            )
-        if role not in ROLES:
-            raise ConfigError(f"{where}, entry {number} ({name}): unknown role {role!r}; use one of {', '.join(ROLES)}.")
-        seen.add(name)
-        accounts.append(Account(name=name, password_hash=password_hash, role=role))
+    multiline = len(text.strip().splitlines()) > 1
+    number = 0
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        for entry in _ENTRY_SEPARATORS.split(line.split("#", 1)[0]):
+            entry = entry.strip()
+            if not entry:
+                continue
+            number += 1
+            here = f"{where}, line {line_number}" if multiline else f"{where}, entry {number}"
+            account = _account(entry, here=here)
+            if account.name in seen:
+                raise ConfigError(f"{here}: user {account.name!r} is listed twice.")
+            seen.add(account.name)
+            accounts.append(account)
     return accounts
+
+
+def _account(entry: str, *, here: str) -> Account:
+    """One `user:hash[:role]` entry; the errors quote the user name only when it is a valid one."""
+    fields = [field.strip() for field in entry.split(":")]
+    if len(fields) not in (2, 3):
+        raise ConfigError(
+            f"{here}: expected user:hash or user:hash:role, got {len(fields)} fields "
+            "(separate accounts with a comma, a semicolon or a new line)."
+        )
+    name, password_hash = fields[0], fields[1]
+    role = fields[2] if len(fields) == 3 else "user"
+    if not _USER_NAME.match(name):
+        hint = "; the user name comes first" if _is_hash(name) else ""
+        raise ConfigError(
+            f"{here}: the first field is not a valid user name (1 to 64 letters, digits or _.@+-){hint}."
+        )
+    if not _is_hash(password_hash):
+        raise ConfigError(
+            f"{here} ({name}): the second field must be a password hash made by `python -m backend.auth hash`, "
+            "not the password itself."
+        )
+    if role not in ROLES:
+        if _is_hash(role):
+            raise ConfigError(
+                f"{here} ({name}): the third field is not a role but another hash; "
+                "separate accounts with a comma, a semicolon or a new line."
+            )
+        shown = f"unknown role {role!r}" if _QUOTABLE_ROLE.match(role) else "the third field is not a role"
+        raise ConfigError(f"{here} ({name}): {shown}; use one of {', '.join(ROLES)}.")
+    return Account(name=name, password_hash=password_hash, role=role)
 
 
 def load_accounts(spec: str | None, *, leads: Iterable[str] = ()) -> Accounts | None:
@@ -142,12 +166,13 @@ def load_accounts(spec: str | None, *, leads: Iterable[str] = ()) -> Accounts | 
         return None
     spec = spec.strip()
     path = Path(spec).expanduser()
-    if ":" not in spec or path.is_file():
+    if ":" not in spec or _is_file(path):
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
+            shown = "CALLCARD_AUTH" if "$" in spec else f"CALLCARD_AUTH={spec}"  # a bare hash is not shown
             raise ConfigError(
-                f"CALLCARD_AUTH={spec} is neither user:hash entries nor a readable file ({error.strerror})."
+                f"{shown} is neither user:hash entries nor a readable file ({error.strerror})."
             ) from None
         accounts = parse_accounts(text, where=f"CALLCARD_AUTH file {path}")
     else:
@@ -187,6 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         role = f":{options.role}" if options.role != "user" else ""
         sys.stdout.write(f"{options.user}:{encoded}{role}\n")
     return 0
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # inline entries can be longer than a file name may be
+        return False
 
 
 def _is_hash(text: str) -> bool:
