@@ -4,22 +4,26 @@ It speaks the parts of TGI's HTTP API that Callcard uses: `POST /`, `/generate`,
 events), `GET /info`, `/health`, `POST /tokenize`, and the OpenAI-compatible `/v1/chat/completions` and `/v1/models`.
 Like TGI it validates requests (input length, stop sequences, grammar support), honours `stop` and `max_new_tokens`,
 and reports validation and overload errors inside a 200 event stream. Every request is recorded for assertions.
+
+`hold_streams(n)` makes concurrency provable without a clock: every reply stream stops (after its first
+`after_tokens` events) until `n` streams are held open at once, then all of them go on.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-__all__ = ["FakeTGI", "Reply", "ToolCall", "Recorded", "tokenize", "unused_port"]
+__all__ = ["FakeTGI", "Reply", "StreamHold", "ToolCall", "Recorded", "tokenize", "unused_port"]
 
 _TOKEN_PATTERN = re.compile(r"\s*(?:[A-Za-z]{1,4}|[0-9]{1,3}|[^\sA-Za-z0-9])|\s+")
 _GENERATE_PATHS = ("/", "/generate", "/generate_stream")
@@ -117,6 +121,106 @@ class Recorded:
         return self.method == "POST" and (self.path in _GENERATE_PATHS or self.path in _CHAT_PATHS)
 
 
+class StreamHold:
+    """Reply streams held open until `peers` of them are held at once (or, with `until_released`, until `release()`).
+
+    A held stream has sent its headers and its first `after_tokens` events and is still open, so once `peers` are
+    held, that many generation requests were provably in flight together, none of them finished. Streams that
+    arrive after the hold opened go straight on. `timeout_s` after the first stream arrived, a hold that has not
+    opened breaks: every held stream, and every later one, ends with TGI's error event saying so.
+    """
+
+    def __init__(
+        self,
+        peers: int,
+        *,
+        after_tokens: int = 0,
+        timeout_s: float = 60.0,
+        until_released: bool = False,
+        on_close: Callable[[StreamHold], None] | None = None,
+    ) -> None:
+        if peers < 1 or after_tokens < 0 or timeout_s <= 0:
+            raise ValueError("hold_streams needs peers >= 1, after_tokens >= 0 and timeout_s > 0.")
+        self.peers = peers
+        self.after_tokens = after_tokens
+        self.timeout_s = timeout_s
+        self.until_released = until_released
+        self.held = 0  # streams waiting now
+        self.most_held = 0  # the most streams waiting at once
+        self.opened = False
+        self.failure: str | None = None
+        self._deadline: float | None = None
+        self._condition = threading.Condition()
+        self._on_close = on_close
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def release(self) -> None:
+        """Let every held stream go on, and later ones pass."""
+        with self._condition:
+            if self.failure is None:
+                self.opened = True
+            self._condition.notify_all()
+
+    def close(self) -> None:
+        """Stop holding new streams; streams still held fail (the hold never opened for them)."""
+        with self._condition:
+            if not self.opened and self.failure is None:
+                self.failure = f"the hold was closed with {self._progress()}"
+            self._condition.notify_all()
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def wait_until_held(self, count: int | None = None, *, timeout_s: float = 30.0) -> bool:
+        """Block until `count` streams (default `peers`) are held now, or the hold opened; False if it did not."""
+        wanted = self.peers if count is None else count
+        with self._condition:
+            reached = self._condition.wait_for(
+                lambda: self.held >= wanted or self.opened or self.failure is not None, timeout_s
+            )
+            return reached and self.failure is None
+
+    def describe(self) -> str:
+        """The hold's state in words, for assertion messages."""
+        with self._condition:
+            state = "open" if self.opened else f"broken: {self.failure}" if self.failure else "holding"
+            return f"{state}; {self._progress()}"
+
+    def wait(self, connection: socket.socket) -> str | None:
+        """Hold the calling stream: None to go on, "disconnected" if its client hung up, else why it fails."""
+        with self._condition:
+            if self.opened or self.failure is not None:
+                return self.failure
+            if self._deadline is None:
+                self._deadline = time.monotonic() + self.timeout_s
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+            try:
+                if self.held >= self.peers and not self.until_released:
+                    self.opened = True
+                self._condition.notify_all()
+                while not self.opened and self.failure is None:
+                    remaining = self._deadline - time.monotonic()
+                    if remaining <= 0:
+                        self.failure = f"timed out after {self.timeout_s:g} s with {self._progress()}"
+                        self._condition.notify_all()
+                        break
+                    self._condition.wait(min(remaining, 0.05))
+                    # A client that hung up is no longer in flight: it must not count towards `peers`.
+                    if not self.opened and _hung_up(connection):
+                        return "disconnected"
+            finally:
+                self.held -= 1
+            return self.failure
+
+    def _progress(self) -> str:
+        return f"at most {self.most_held} of {self.peers} generation streams held open at once"
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # the default backlog of 5 resets connections when 50 chats start at once
     daemon_threads = True
@@ -147,6 +251,7 @@ class FakeTGI:
         self.info_status = info_status
         self.requests: list[Recorded] = []
         self._script: list[Reply] = []
+        self._hold: StreamHold | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -218,6 +323,30 @@ class FakeTGI:
         title = f"{status} {HTTPStatus(status).phrase}"
         page = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center><hr>nginx</body></html>"
         self.add(Reply(status=status, body=page, content_type="text/html", **options))
+
+    def hold_streams(
+        self, peers: int, *, after_tokens: int = 0, timeout_s: float = 60.0, until_released: bool = False
+    ) -> StreamHold:
+        """Hold every reply stream that starts from now on until `peers` are held open at once (see StreamHold).
+
+        Use it as a context manager (leaving it stops the holding). Each held stream first sends its headers and
+        `after_tokens` events, never its last one. With `until_released=True` only `release()` opens the hold,
+        so a test can look at what the app shows while every reply is still open.
+        """
+        hold = StreamHold(
+            peers, after_tokens=after_tokens, timeout_s=timeout_s, until_released=until_released,
+            on_close=self._stop_holding,
+        )
+        with self._lock:
+            if self._hold is not None:
+                raise RuntimeError("FakeTGI already holds streams; close that hold first.")
+            self._hold = hold
+        return hold
+
+    def _stop_holding(self, hold: StreamHold) -> None:
+        with self._lock:
+            if self._hold is hold:
+                self._hold = None
 
     def clear(self) -> None:
         """Drop every queued reply and every recorded request."""
@@ -376,11 +505,16 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _stream(self, record: Recorded, reply: Reply, events: list[dict[str, Any] | str]) -> None:
+        hold = self.fake._hold
+        # A held stream never sends its last event before the hold opens: it stays open, unfinished.
+        hold_at = min(hold.after_tokens, len(events) - 1) if hold is not None else None
         try:
             self._start_stream()
             if reply.first_token_delay:
                 time.sleep(reply.first_token_delay)
             for index, event in enumerate(events):
+                if index == hold_at and hold is not None and not self._held(record, hold):
+                    return
                 if reply.drop_after is not None and index >= reply.drop_after:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -392,6 +526,19 @@ class _Handler(BaseHTTPRequestHandler):
         except _Disconnected:
             record.disconnected = True
             self.close_connection = True
+
+    def _held(self, record: Recorded, hold: StreamHold) -> bool:
+        """Wait at `hold`; False when the stream must end here (its client left, or the hold broke)."""
+        outcome = hold.wait(self.connection)
+        if outcome is None:
+            return True
+        self.close_connection = True
+        if outcome == "disconnected":
+            record.disconnected = True
+            return False
+        self._write_event({"error": f"FakeTGI hold_streams: {outcome}", "error_type": "generation"})
+        self._end_stream()
+        return False
 
     # -- OpenAI-compatible chat --------------------------------------------------------------------------------
 
@@ -462,6 +609,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError) as error:
             raise _Disconnected from error
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the client closed its end (readable, with nothing left to read)."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 # -- protocol helpers --------------------------------------------------------------------------------------------

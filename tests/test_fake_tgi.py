@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -121,3 +124,104 @@ def test_clear_forgets_the_script_and_the_requests(fake_tgi: FakeTGI) -> None:
     httpx.get(f"{fake_tgi.url}/health")
     fake_tgi.clear()
     assert fake_tgi.pending == 0 and fake_tgi.requests == []
+
+
+def _stream_events(url: str, body: dict[str, Any], path: str = "/generate_stream") -> list[Any]:
+    """The events of one streamed request, decoded (the chat stream's `[DONE]` stays a string)."""
+    with httpx.stream("POST", f"{url}{path}", json=body, timeout=30) as response:
+        lines = [line.removeprefix("data:") for line in response.iter_lines() if line.startswith("data:")]
+    return [line.strip() if line.strip() == "[DONE]" else json.loads(line) for line in lines]
+
+
+def _first_event(url: str, body: dict[str, Any]) -> tuple[Any, httpx.Response, httpx.Client]:
+    """Open a stream and read its first event; the caller closes the response and the client."""
+    client = httpx.Client(timeout=30)
+    response = client.send(client.build_request("POST", f"{url}/generate_stream", json=body), stream=True)
+    line = next(line for line in response.iter_lines() if line.startswith("data:"))
+    return json.loads(line.removeprefix("data:")), response, client
+
+
+def test_held_streams_go_on_once_enough_are_held_at_once(fake_tgi: FakeTGI) -> None:
+    fake_tgi.reply("one two")
+    fake_tgi.reply("three four")
+    fake_tgi.reply("five six")
+    chat = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with fake_tgi.hold_streams(3, after_tokens=1) as hold, ThreadPoolExecutor(3) as pool:
+        first = pool.submit(_stream_events, fake_tgi.url, {"inputs": "a"})
+        second = pool.submit(_stream_events, fake_tgi.url, {"inputs": "b"})
+        # Two are held after their first token: the third request, a chat stream, is what lets all three go on.
+        assert hold.wait_until_held(2), hold.describe()
+        assert not hold.opened and not first.done() and not second.done()
+        third = pool.submit(_stream_events, fake_tgi.url, chat, "/v1/chat/completions")
+        texts = [first.result()[-1]["generated_text"], second.result()[-1]["generated_text"]]
+        chunks = third.result()
+    assert sorted(texts) == ["one two", "three four"]
+    assert chunks[-1] == "[DONE]" and "".join(c["choices"][0]["delta"]["content"] for c in chunks[:-1]) == "five six"
+    assert hold.opened and hold.most_held == 3, hold.describe()
+
+
+def test_a_held_stream_has_sent_its_first_tokens_but_never_its_last_event(fake_tgi: FakeTGI) -> None:
+    fake_tgi.reply("Hi")  # one token and the end-of-sequence event: asking for more keeps the end back all the same
+    with fake_tgi.hold_streams(2, after_tokens=5) as hold:
+        event, response, client = _first_event(fake_tgi.url, {"inputs": "x"})
+        try:
+            assert event["token"]["text"] == "Hi" and event["generated_text"] is None
+            assert hold.wait_until_held(1) and not hold.opened
+        finally:
+            response.close()
+            client.close()
+
+
+def test_a_hold_that_never_fills_fails_its_streams_loudly(fake_tgi: FakeTGI) -> None:
+    fake_tgi.reply("never finished")
+    fake_tgi.reply("too late")
+    with fake_tgi.hold_streams(2, timeout_s=0.2) as hold:
+        (event,) = _stream_events(fake_tgi.url, {"inputs": "alone"})
+        (later,) = _stream_events(fake_tgi.url, {"inputs": "after it broke"})
+    assert event["error_type"] == "generation"
+    assert event["error"] == (
+        "FakeTGI hold_streams: timed out after 0.2 s with at most 1 of 2 generation streams held open at once"
+    )
+    assert later == event, "a broken hold fails the streams that come after it at once"
+    assert not hold.opened and hold.failure is not None
+
+
+def test_until_released_holds_every_stream_until_the_test_lets_them_go(fake_tgi: FakeTGI) -> None:
+    fake_tgi.reply("first reply")
+    fake_tgi.reply("second reply")
+    with fake_tgi.hold_streams(2, after_tokens=1, until_released=True) as hold, ThreadPoolExecutor(2) as pool:
+        streams = [pool.submit(_stream_events, fake_tgi.url, {"inputs": str(i)}) for i in range(2)]
+        assert hold.wait_until_held(2), hold.describe()
+        assert not hold.opened and not any(stream.done() for stream in streams)
+        hold.release()
+        assert sorted(stream.result()[-1]["generated_text"] for stream in streams) == ["first reply", "second reply"]
+    assert hold.most_held == 2
+
+
+def test_a_client_that_hangs_up_while_held_no_longer_counts(fake_tgi: FakeTGI) -> None:
+    fake_tgi.add(*(Reply(text=f"reply {i}") for i in range(3)))
+    with fake_tgi.hold_streams(2, after_tokens=1) as hold:
+        _, response, client = _first_event(fake_tgi.url, {"inputs": "leaves"})
+        assert hold.wait_until_held(1)
+        response.close()
+        client.close()
+        deadline = time.monotonic() + 10
+        while not fake_tgi.generations[0].disconnected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fake_tgi.generations[0].disconnected and hold.held == 0 and not hold.opened
+        with ThreadPoolExecutor(2) as pool:
+            texts = list(pool.map(lambda i: _stream_events(fake_tgi.url, {"inputs": i})[-1]["generated_text"], "ab"))
+    assert sorted(texts) == ["reply 1", "reply 2"] and hold.opened
+
+
+def test_closing_a_hold_fails_the_streams_still_held_and_stops_holding(fake_tgi: FakeTGI) -> None:
+    fake_tgi.reply("held")
+    fake_tgi.reply("not held")
+    hold = fake_tgi.hold_streams(2)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(_stream_events, fake_tgi.url, {"inputs": "x"})
+        assert hold.wait_until_held(1)
+        hold.close()
+        (event,) = held.result()
+    assert event["error"].startswith("FakeTGI hold_streams: the hold was closed with at most 1 of 2")
+    assert _stream_events(fake_tgi.url, {"inputs": "y"})[-1]["generated_text"] == "not held"
