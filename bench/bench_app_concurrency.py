@@ -3,8 +3,10 @@
 The app is the real one (engine, SQLite store, tools, Gradio queue), in a process of its own as in production, with
 the TGI backend pointed at the fake TGI server, which streams each reply with a fixed delay per token. The baseline,
 in the same run, reads the same replies straight from the fake server's /generate_stream with one HTTP client per chat.
+A last pass, without a clock, counts how many chats' model requests the app keeps open at once: the fake server holds
+every reply until all are open (`FakeTGI.hold_streams`).
 
-    .venv/bin/python -m bench.bench_app_concurrency [--chats 50] [--tokens 40] [--token-delay 0.02]
+    .venv/bin/python -m bench.bench_app_concurrency [--chats 50] [--token-delay 0.02]
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ def through_app(url: str, chats: int, app_pid: int) -> tuple[list[tuple[float, f
     with ThreadPoolExecutor(chats) as pool:
         times = list(pool.map(one, range(chats)))
     return times, _cpu_seconds(app_pid) - cpu_at_start[0]
+
+
+def open_at_once(fake: FakeTGI, url: str, chats: int, app_pid: int) -> int:
+    """The most chats' model requests the app had open at once, every reply held until all `chats` were open."""
+    fake.add(*(Reply(text=REPLY) for _ in range(chats)))
+    with fake.hold_streams(chats, timeout_s=60) as hold:
+        through_app(url, chats, app_pid)
+    return hold.most_held
 
 
 def _has_answer(output: Any) -> bool:
@@ -166,6 +176,8 @@ def main() -> None:
                     f"app/server p50 x{ratio:.1f}   first words after another chat ended: {waited}   "
                     f"app CPU {app_cpu * 1000 / chats:.0f} ms per chat"
                 )
+            held = open_at_once(fake, url, args.chats, process.pid)
+            print(f"{args.chats:3d} chats  model requests open at once: {held} of {args.chats}")
         finally:
             process.terminate()
             process.wait(10)

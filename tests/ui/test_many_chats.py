@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from gradio_client import Client
+from gradio_client.client import Job
 
 from tests.fake_tgi import Reply
 from tests.ui.conftest import RunningApp
@@ -18,32 +19,54 @@ CHATS = 45
 REPLY = "Your order left the warehouse on Monday and should arrive by Friday at the latest."
 
 
-def _has_answer(output: Any) -> bool:
+# Every reply is held open after its first words until all chats have shown theirs (no clock involved): a chat that
+# waited for another to end would never show any. The limits below only bound how long a failure takes to report.
+FIRST_TOKENS = 3  # "Your order": tokens the fake server sends before holding a reply
+WAIT_S = 180.0
+HOLD_TIMEOUT_S = 240.0  # longer than WAIT_S, so the test's own message, not the server's, reports a failure
+
+
+def _assistant_text(output: Any) -> str:
+    """The assistant's text in one streamed output of /send (the chat is its first value)."""
     chat = output[0] if isinstance(output, tuple) else output
-    return any(isinstance(m, dict) and m.get("role") == "assistant" and m.get("content") for m in chat or [])
+    texts = []
+    for message in chat or []:
+        if not (isinstance(message, dict) and message.get("role") == "assistant"):
+            continue
+        content = message.get("content")
+        parts = content if isinstance(content, list) else [content]
+        texts.extend(p.get("text", "") if isinstance(p, dict) else str(p or "") for p in parts)
+    return "".join(texts)
+
+
+def _showed_words(job: Job) -> bool:
+    return any(REPLY.startswith(text) and text for text in map(_assistant_text, job.outputs()))
 
 
 def test_45_chats_stream_at_the_same_time_and_none_waits_for_another_to_end(app: RunningApp) -> None:
-    # Each reply streams for about 3 s: if any chat had to wait for another to end, its first words would come
-    # after that other chat's last.
-    app.fake.add(*(Reply(text=REPLY, token_delay=0.1, grammar=False) for _ in range(CHATS)))
+    app.fake.add(*(Reply(text=REPLY, grammar=False) for _ in range(CHATS)))
     # Plain HTTP on loopback: no certificate store to build for every request the clients make.
     clients = list(ThreadPoolExecutor(16).map(lambda _: Client(app.url, verbose=False, ssl_verify=False), range(CHATS)))
-
-    def chat(index: int) -> tuple[float, float]:
-        job = clients[index].submit(f"Where is my order {index}?", None, api_name="/send")
-        first = None
-        while not job.done():
-            if first is None and any(_has_answer(output) for output in job.outputs()):
-                first = time.monotonic()
-            time.sleep(0.02)
-        assert _has_answer(job.result()), f"chat {index} got no answer"
-        return first or time.monotonic(), time.monotonic()
-
-    with ThreadPoolExecutor(CHATS) as pool:
-        firsts, ends = zip(*pool.map(chat, range(CHATS)), strict=True)
-        list(pool.map(Client.close, clients))  # each waits up to a second for its heartbeat thread
-    assert max(firsts) < min(ends), "a chat's first words came only after another chat had ended"
+    hold = app.fake.hold_streams(CHATS, after_tokens=FIRST_TOKENS, timeout_s=HOLD_TIMEOUT_S, until_released=True)
+    try:
+        with hold:
+            jobs = [client.submit(f"Where is my order {i}?", None, api_name="/send") for i, client in enumerate(clients)]
+            deadline = time.monotonic() + WAIT_S
+            while not all(map(_showed_words, jobs)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            silent = [index for index, job in enumerate(jobs) if not _showed_words(job)]
+            assert not silent, (
+                f"chats {silent} showed no words while the other chats' replies were held open after their first "
+                f"words, so they were waiting for another chat to end ({hold.describe()})"
+            )
+            assert hold.wait_until_held(CHATS), f"the model server never had every reply open at once: {hold.describe()}"
+            hold.release()
+            answers = [_assistant_text(job.result(timeout=WAIT_S)) for job in jobs]
+        assert answers == [REPLY] * CHATS
+        assert hold.most_held == CHATS
+    finally:
+        with ThreadPoolExecutor(CHATS) as pool:
+            list(pool.map(Client.close, clients))  # each waits up to a second for its heartbeat thread
 
 
 def test_with_many_answers_streaming_each_is_redrawn_less_often_and_all_redraws_stay_bounded() -> None:
