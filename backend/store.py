@@ -49,9 +49,13 @@ class CallStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"  # the user wrote a new message instead of confirming; the model gets no result for it
 
 
-SETTLED_STATUSES = frozenset({CallStatus.SUCCEEDED, CallStatus.FAILED, CallStatus.REJECTED, CallStatus.INTERRUPTED})
+# The status column is plain text with no CHECK constraint, so a new status needs no migration.
+SETTLED_STATUSES = frozenset({
+    CallStatus.SUCCEEDED, CallStatus.FAILED, CallStatus.REJECTED, CallStatus.INTERRUPTED, CallStatus.SKIPPED,
+})
 
 
 class MessageRole(StrEnum):
@@ -320,6 +324,21 @@ class Store:
             id=row.id, conversation_id=conversation_id, position=row.position, role=str(role), content=content,
             call_id=call_id, extra=extra, created_at=now,
         )
+
+    def delete_tail(self, conversation_id: str, *, from_position: int, count: int) -> None:
+        """Delete the last `count` messages, which start at `from_position`; InvalidStateError if others came since.
+
+        Only the tail goes, so positions stay gap-free and the next append takes the first free one again.
+        """
+        table = Message.__table__  # type: ignore[attr-defined]
+        tail = table.c.conversation_id == conversation_id, table.c.position >= from_position
+        with self.engine.begin() as connection:
+            # Touching the conversation takes the same lock an append takes: no message can slip in between.
+            connection.execute(_TOUCH_CONVERSATION, {"cid": conversation_id, "now": utcnow()})
+            found = connection.execute(select(func.count()).select_from(table).where(*tail)).scalar_one()
+            if found != count:
+                raise InvalidStateError("The conversation has changed in the meantime: reload it and try again.")
+            connection.execute(table.delete().where(*tail))
 
     def messages(self, conversation_id: str) -> list[Message]:
         with self.session() as session:

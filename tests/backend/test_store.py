@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from backend.errors import InvalidStateError, NotFoundError
-from backend.store import CallStatus, FunctionCallRecord, MessageRole, Store, utcnow
+from backend.store import SETTLED_STATUSES, CallStatus, FunctionCallRecord, MessageRole, Store, utcnow
 
 
 def _running_call(store: Store, *, instance: str, confirmed_ago: timedelta = timedelta(0)) -> str:
@@ -85,6 +85,23 @@ def test_concurrent_appends_get_distinct_positions(database_url: str) -> None:
         thread.join()
     positions = [m.position for m in store.messages(conversation.id)]
     assert positions == list(range(30))
+
+
+def test_a_skipped_call_is_stored_as_settled_without_a_migration(database_url: str) -> None:
+    store = Store(database_url)
+    conversation = store.create_conversation(owner=store.user("ann"))
+    record = store.add_call(
+        FunctionCallRecord(conversation_id=conversation.id, reply_id="r", turn_id="t", function_name="refund"),
+        message_content="{}",
+    )
+
+    store.transition(record.id, expected=CallStatus.PROPOSED, to=CallStatus.SKIPPED, reject_reason="A new message.")
+
+    assert store.call(record.id).status == CallStatus.SKIPPED and CallStatus.SKIPPED in SETTLED_STATUSES
+    assert [c.id for c in store.calls(conversation_id=conversation.id, status=CallStatus.SKIPPED)] == [record.id]
+    with pytest.raises(InvalidStateError, match="already skipped"):
+        store.transition(record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED)
+    store.close()
 
 
 def test_an_old_database_is_migrated_and_a_new_one_goes_the_same_way(tmp_path) -> None:
