@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,16 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from backend.errors import CallcardError, ConfigError, GenerationError, ModelInputError, PromptTooLongError
 from backend.grammar import arguments_grammar, choice_grammar, text_grammar, trelis_reply_grammar
-from backend.llm import CallMode, GenerationParams, Message, ModelInfo, ReplyDone, ReplyEvent, TextDelta
+from backend.llm import (
+    CallMode,
+    FailureTracker,
+    GenerationParams,
+    Message,
+    ModelInfo,
+    ReplyDone,
+    ReplyEvent,
+    TextDelta,
+)
 from backend.prompts import (
     NATIVE_CALLS_OPEN,
     PROMPT_STYLES,
@@ -140,7 +149,7 @@ class _Sampling:
 _GREEDY = _Sampling()
 
 
-class EmbeddedBackend:
+class EmbeddedBackend(FailureTracker):
     """A ModelBackend running a GGUF model in this process, on one worker thread: one reply at a time, others queue."""
 
     def __init__(
@@ -209,6 +218,8 @@ class EmbeddedBackend:
 
     async def health(self) -> bool:
         """Whether the model is loaded (it cannot go away while the process runs)."""
+        if not self._closed:
+            self.note(None)
         return not self._closed
 
     def close(self) -> None:
@@ -230,8 +241,11 @@ class EmbeddedBackend:
         *,
         system: str | None = None,
         params: GenerationParams | None = None,
-    ) -> AsyncIterator[ReplyEvent]:
-        """Stream the reply from a worker thread; stopping the iteration stops the generation soon after."""
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """Stream the reply from a worker thread; stopping the iteration (or cancelling its task) stops llama.cpp.
+
+        The worker checks the stop flag before each token, so generation ends within a token of the stop.
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ReplyEvent | BaseException] = asyncio.Queue()
         cancel = threading.Event()
@@ -251,12 +265,16 @@ class EmbeddedBackend:
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
+                    if isinstance(item, CallcardError):
+                        self.note(item)
                     raise item
+                if isinstance(item, ReplyDone):
+                    self.note(None)
                 yield item
                 if isinstance(item, ReplyDone):
                     return
         finally:
-            cancel.set()
+            cancel.set()  # reached on a CancelledError at the await above too: the worker stops at its next token
 
     def _run(self, job: _Reply) -> None:
         """On the worker thread, which runs one reply at a time: produce the reply unless it was given up."""
@@ -482,9 +500,8 @@ class _Reply:
             if self.backend.count_tokens(prompt) <= limit:
                 return prompt
         raise PromptTooLongError(
-            f"The latest message does not fit the model's input limit of {limit} tokens "
-            f"(it needs about {self.backend.count_tokens(prompt)}). Shorten it, offer fewer functions, "
-            "or start a new conversation."
+            f"This message is too long for the model (it needs about {self.backend.count_tokens(prompt)} tokens; "
+            f"its input limit is {limit}). Shorten it, or start a new conversation."
         )
 
     def _native_prompt(self, functions: list[FunctionSpec]) -> str:

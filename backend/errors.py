@@ -41,7 +41,10 @@ class PromptTooLongError(CallcardError):
 
 
 class ModelError(CallcardError):
-    """The model server failed; the conversation is kept and the turn can be retried."""
+    """The model server failed; the conversation is kept and the turn can be retried.
+
+    Messages are for the person chatting: no server addresses or setting names (the clients log those).
+    """
 
     retryable = True
 
@@ -51,11 +54,11 @@ class ModelError(CallcardError):
 
 
 class ModelUnavailableError(ModelError):
-    """The model server cannot be reached: check that it is running and the endpoint is right."""
+    """The model server cannot be reached or refuses Callcard: try again in a moment, or tell whoever runs Callcard."""
 
 
 class ModelTimeoutError(ModelError):
-    """The model server took too long to answer: try again, or raise the timeout."""
+    """The model server took too long to answer: try again."""
 
 
 class ModelOverloadedError(ModelError):

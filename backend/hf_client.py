@@ -11,6 +11,7 @@ import functools
 import itertools
 import json
 import logging
+import re
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
@@ -36,6 +37,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _DETAIL_LIMIT = 300
+_URL = re.compile(r"\b(?:https?|wss?)://\S+")
+_UNREACHABLE = "The model server cannot be reached right now. Try again in a moment."
+_OVERLOADED = "The model server is overloaded — try again in a moment."
+_TELL_ADMIN = "Tell the person who runs this Callcard."
+# TGI's validation messages: "`inputs` must have less than 4000 tokens. Given: 4500" and "`inputs` tokens +
+# `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`".
+_TGI_INPUT_LIMIT = re.compile(r"`inputs` must have less than (\d+) tokens\. Given: (\d+)")
+_TGI_TOTAL_LIMIT = re.compile(r"must be <= (\d+)\. Given: (\d+) `inputs` tokens and (\d+) `max_new_tokens`")
+# vLLM: "maximum context length is 4096 tokens"; llama.cpp: "exceeds the available context size"; others: "too long".
+_CONTEXT_WORDS = re.compile(r"context length|context size|context window|too long|too many tokens", re.IGNORECASE)
 
 
 class IncompleteReplyError(Exception):
@@ -81,20 +92,23 @@ class Connection:
         try:
             return response.json()
         except ValueError as error:
+            log.warning(
+                "%s%s answered with something that is not JSON; check the endpoint address and backend kind",
+                self.endpoint, path,
+            )
             raise ModelUnavailableError(
-                f"The server at {self.endpoint} answered {path} with something that is not JSON. "
-                "Check the endpoint address and backend kind."
+                "The model server gave an answer Callcard cannot read. " + _TELL_ADMIN
             ) from error
 
-    async def is_up(self, path: str) -> bool:
-        """Whether GET `path` answers with a success status."""
+    async def probe(self, path: str) -> ModelError | None:
+        """None when GET `path` answers with a success status, else the error (logged quietly: health polls repeat)."""
         try:
-            await self._get(path)
-        except ModelError:
-            return False
-        return True
+            await self._get(path, level=logging.DEBUG)
+        except ModelError as error:
+            return error
+        return None
 
-    async def _get(self, path: str) -> httpx2.Response:
+    async def _get(self, path: str, *, level: int = logging.WARNING) -> httpx2.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             async with _http_client(self._timeout()) as client:
@@ -102,7 +116,7 @@ class Connection:
                 response.raise_for_status()
                 return response
         except Exception as error:
-            translated = translate_error(error, self)
+            translated = translate_error(error, self, level=level)
             if translated is None:
                 raise
             raise translated from error
@@ -126,43 +140,49 @@ async def _read_error_body(response: httpx2.Response) -> None:
         await response.aread()
 
 
-def translate_error(error: BaseException, connection: Connection) -> ModelError | None:
-    """The `ModelError` a person should see for a library exception, or None for exceptions that are bugs."""
-    endpoint = connection.endpoint
+def translate_error(
+    error: BaseException, connection: Connection, *, level: int = logging.WARNING
+) -> ModelError | None:
+    """The `ModelError` a person should see for a library exception, or None for exceptions that are bugs.
+
+    The message is for the person chatting: it never names the server's address or Callcard's settings. What an
+    operator needs (the address, the server's own words) is logged at `level` instead.
+    """
     if isinstance(error, ModelError):
         return error
+    translated, detail = _translate(error, connection)
+    if translated is not None:
+        log.log(level, "model server %s: %s (%s)", connection.endpoint, detail, type(error).__name__)
+    return translated
+
+
+def _translate(error: BaseException, connection: Connection) -> tuple[ModelError | None, str]:
+    """(the plain error, the operator's detail) for a library exception."""
     if isinstance(error, hub.TextGenerationError):
         return _from_tgi_error(error)
     if isinstance(error, hub.OfflineModeIsEnabled):
-        offline = ModelUnavailableError(
-            f"HF_HUB_OFFLINE is set, and huggingface_hub then refuses every request, even to the model server at "
-            f"{endpoint}. Unset HF_HUB_OFFLINE to use it."
-        )
+        offline = ModelUnavailableError("The model server cannot be used with this Callcard's setup. " + _TELL_ADMIN)
         offline.retryable = False
-        return offline
+        return offline, "HF_HUB_OFFLINE is set, and huggingface_hub then refuses every request: unset it"
     if isinstance(error, IncompleteReplyError):
-        return GenerationError("The model server ended the reply without finishing it — try again.")
+        ended = GenerationError("The model server ended the reply without finishing it — try again.")
+        return ended, "the stream ended without its final event"
     if isinstance(error, httpx2.ConnectTimeout) or isinstance(error.__cause__, httpx2.ConnectTimeout):
-        return ModelUnavailableError(
-            f"Cannot reach the model server at {endpoint}: no answer within {connection.connect_timeout:g} seconds. "
-            "Check that it is running and that the address is right."
-        )
+        return ModelUnavailableError(_UNREACHABLE), f"no connection within {connection.connect_timeout:g} s"
     if isinstance(error, (hub.InferenceTimeoutError, httpx2.TimeoutException)):
-        return ModelTimeoutError(
-            f"The model server at {endpoint} did not answer within {connection.timeout:g} seconds — "
-            "try again, or raise the timeout."
-        )
+        slow = ModelTimeoutError(f"The model server did not answer within {connection.timeout:g} seconds — try again.")
+        return slow, f"no answer within {connection.timeout:g} s (the timeout setting)"
     if isinstance(error, httpx2.ConnectError):
-        return ModelUnavailableError(
-            f"Cannot reach the model server at {endpoint}. Check that it is running and that the address is right."
-        )
+        return ModelUnavailableError(_UNREACHABLE), f"cannot connect: {error}"
     if isinstance(error, httpx2.TransportError):
-        return ModelUnavailableError(f"The connection to the model server at {endpoint} broke — try again.")
+        return ModelUnavailableError("The connection to the model server broke — try again."), f"transport: {error}"
     if isinstance(error, (hub.HfHubHTTPError, httpx2.HTTPStatusError)) and error.response is not None:
-        return _from_status(error.response.status_code, _server_detail(error.response), endpoint)
+        status, detail = error.response.status_code, _server_detail(error.response)
+        return _from_status(status, detail), f"HTTP {status}: {detail or 'no details'}"
     if isinstance(error, json.JSONDecodeError):
-        return GenerationError("The model server sent a reply Callcard cannot read (not valid JSON) — try again.")
-    return None
+        unreadable = GenerationError("The model server sent a reply Callcard cannot read (not valid JSON) — try again.")
+        return unreadable, f"invalid JSON: {error}"
+    return None, ""
 
 
 def cut_off(error: ModelError) -> GenerationError:
@@ -222,65 +242,81 @@ def _worth_retrying(error: ModelError) -> bool:
 
 async def _pause(error: ModelError, number: int, retries: int, backoff: float) -> None:
     delay = backoff * 2**number
-    log.warning("model request failed (%s); retry %d of %d in %.1f s", error, number + 1, retries, delay)
+    log.info("model request failed (%s); retry %d of %d in %.1f s", error, number + 1, retries, delay)
     await asyncio.sleep(delay)
 
 
-def _from_tgi_error(error: hub.TextGenerationError) -> ModelError:
+def _from_tgi_error(error: hub.TextGenerationError) -> tuple[ModelError, str]:
     detail = _clip(_message_of(error.args[0] if error.args else None) or "")
     status = error.__cause__.response.status_code if isinstance(error.__cause__, hub.HfHubHTTPError) else None
+    said = f"{type(error).__name__}: {detail or 'no details'}"
+    if status in (401, 403, 404, 413):  # a proxy's answer in TGI's error shape: the status says more than the type
+        return _from_status(status, detail), said
     if isinstance(error, hub.ValidationError):
-        return ModelInputError(
+        return _too_long(detail, status=status or 422) or ModelInputError(
             f"The model server rejected the request: {detail or 'invalid input'}.", status=status or 422
-        )
+        ), said
     if isinstance(error, hub.OverloadedError):
-        return ModelOverloadedError("The model server is overloaded — try again in a moment.", status=status or 429)
+        return ModelOverloadedError(_OVERLOADED, status=status or 429), said
     if isinstance(error, hub.IncompleteGenerationError):
-        return GenerationError("The model server stopped before the reply was complete — try again.", status=status)
+        stopped = GenerationError("The model server stopped before the reply was complete — try again.", status=status)
+        return stopped, said
     if isinstance(error, hub.GenerationError):
-        return GenerationError(
-            f"The model failed while generating ({detail or 'no details'}) — try again.", status=status
-        )
-    return GenerationError(f"The model server reported an error ({detail or 'no details'}) — try again.", status=status)
+        return GenerationError("The model failed while writing its answer — try again.", status=status), said
+    if status is not None:
+        return _from_status(status, detail), said
+    return GenerationError("The model server reported an error — try again.", status=status), said
 
 
-def _from_status(status: int, detail: str | None, endpoint: str) -> ModelError:
-    said = f": {detail}" if detail else ""
+def _from_status(status: int, detail: str | None) -> ModelError:
     error: ModelError
     if status in (401, 403):
-        error = ModelUnavailableError(
-            f"The model server at {endpoint} refused the credentials (HTTP {status}){said}. "
-            "Check the access token or API key.",
-            status=status,
-        )
+        error = ModelUnavailableError("The model server refused Callcard's credentials. " + _TELL_ADMIN, status=status)
         error.retryable = False
     elif status == 404:
         error = ModelUnavailableError(
-            f"The model server at {endpoint} has no such API (HTTP 404). Check the endpoint address and backend kind.",
-            status=status,
+            "The model server does not offer what Callcard asks for. " + _TELL_ADMIN, status=status
         )
         error.retryable = False
     elif status == 429:
-        error = ModelOverloadedError(f"The model server is overloaded — try again in a moment{said}.", status=status)
+        error = ModelOverloadedError(_OVERLOADED, status=status)
     elif status in (408, 504):
-        error = ModelTimeoutError(
-            f"The model server at {endpoint} timed out (HTTP {status}) — try again.", status=status
-        )
+        error = ModelTimeoutError("The model server timed out — try again in a moment.", status=status)
     elif status == 413:
-        error = ModelInputError(
-            "The request is too large for the model server (HTTP 413) — shorten the conversation.", status=status
-        )
+        error = _too_long_error("the request was larger than the server accepts", status)
     elif 400 <= status < 500:
-        error = ModelInputError(f"The model server rejected the request (HTTP {status}){said}.", status=status)
+        said = f": {detail}" if detail else ""
+        error = _too_long(detail or "", status=status) or ModelInputError(
+            f"The model server rejected the request{said}.", status=status
+        )
     elif status in (502, 503):
         error = ModelUnavailableError(
-            f"The model server at {endpoint} is not available right now (HTTP {status}); "
-            "it may still be starting — try again in a moment.",
+            "The model server is not available right now; it may still be starting — try again in a moment.",
             status=status,
         )
     else:
-        error = GenerationError(f"The model server failed (HTTP {status}){said} — try again.", status=status)
+        error = GenerationError("The model server failed — try again.", status=status)
     return error
+
+
+def _too_long(detail: str, *, status: int | None = None) -> ModelInputError | None:
+    """The plain error for a server's "input too long" message (TGI's, vLLM's, llama.cpp's), or None for others."""
+    if found := _TGI_INPUT_LIMIT.search(detail):
+        limit, given = int(found[1]), int(found[2])
+        return _too_long_error(f"about {given:,} tokens; it reads at most {limit:,}", status)
+    if found := _TGI_TOTAL_LIMIT.search(detail):
+        limit, given, new = (int(n) for n in found.groups())
+        reason = f"about {given:,} tokens and room for a {new:,}-token answer; it holds {limit:,}"
+        return _too_long_error(reason, status)
+    if _CONTEXT_WORDS.search(detail):
+        return _too_long_error(detail.rstrip("."), status)
+    return None
+
+
+def _too_long_error(reason: str, status: int | None) -> ModelInputError:
+    return ModelInputError(
+        f"This message is too long for the model ({reason}). Shorten it, or start a new conversation.", status=status
+    )
 
 
 def _server_detail(response: httpx2.Response) -> str | None:
@@ -307,5 +343,6 @@ def _message_of(value: Any) -> str | None:
 
 
 def _clip(text: str) -> str:
-    text = " ".join(text.split())
+    """One line of at most _DETAIL_LIMIT characters, without addresses (a server's message may name internal ones)."""
+    text = _URL.sub("…", " ".join(text.split()))
     return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"

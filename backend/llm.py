@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from datetime import UTC, datetime
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
 from backend.calls import FunctionCall
+from backend.errors import CallcardError, ModelError, ModelInputError
 from backend.specs import FunctionSpec
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "ReplyDone",
     "ReplyEvent",
     "Message",
+    "ModelFailure",
+    "FailureTracker",
     "ModelBackend",
 ]
 
@@ -68,6 +72,35 @@ class ReplyDone(BaseModel):
 
 ReplyEvent = TextDelta | ReplyDone
 
+_REASON_LIMIT = 200
+
+
+class ModelFailure(BaseModel):
+    """The latest failed model request: the plain reason a person was shown, and when (UTC)."""
+
+    reason: str
+    at: datetime
+
+
+class FailureTracker:
+    """Keeps a backend's `last_failure`, so a status line can turn red at once instead of at its next poll.
+
+    Set when a request fails on the server's side; input the model refuses (too long, bad settings) says nothing
+    about the server and leaves it as it is. Cleared by the next reply or health check that succeeds.
+    """
+
+    last_failure: ModelFailure | None = None
+
+    def note(self, error: CallcardError | None) -> None:
+        """Record how a request ended: None for success, else the error it raised."""
+        if error is None:
+            self.last_failure = None
+        elif isinstance(error, ModelError) and not isinstance(error, ModelInputError):
+            reason = str(error)
+            if len(reason) > _REASON_LIMIT:
+                reason = reason[: _REASON_LIMIT - 1] + "…"
+            self.last_failure = ModelFailure(reason=reason, at=datetime.now(UTC))
+
 
 @runtime_checkable
 class ModelBackend(Protocol):
@@ -81,6 +114,11 @@ class ModelBackend(Protocol):
         """Whether the model can answer now."""
         ...
 
+    @property
+    def last_failure(self) -> ModelFailure | None:
+        """The latest failed request, or None once one has succeeded since; cheap (no request is made)."""
+        ...
+
     def stream(
         self,
         conversation: Sequence[Message],
@@ -88,6 +126,6 @@ class ModelBackend(Protocol):
         *,
         system: str | None = None,
         params: GenerationParams | None = None,
-    ) -> AsyncIterator[ReplyEvent]:
-        """Stream the reply to `conversation`: `TextDelta`s, then one `ReplyDone`."""
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """Stream the reply to `conversation`: `TextDelta`s, then one `ReplyDone`; closing it ends the request."""
         ...

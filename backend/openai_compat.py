@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from backend.calls import FunctionCall
-from backend.errors import ModelUnavailableError
+from backend.errors import ModelError, ModelUnavailableError
 from backend.hf_client import Connection, retrying, with_retries
-from backend.llm import GenerationParams, Message, ModelInfo, ReplyDone, ReplyEvent, TextDelta
+from backend.llm import FailureTracker, GenerationParams, Message, ModelInfo, ReplyDone, ReplyEvent, TextDelta
 from backend.prompts import FUNCTION_RESULT_TEMPLATE
 from backend.specs import FunctionSpec
 
@@ -47,7 +47,7 @@ class _Usage:
     generated_tokens: int | None = None
 
 
-class OpenAIBackend:
+class OpenAIBackend(FailureTracker):
     """An OpenAI-compatible chat completions server."""
 
     def __init__(
@@ -99,7 +99,9 @@ class OpenAIBackend:
 
     async def health(self) -> bool:
         """Whether the server lists its models."""
-        return await self._connection.is_up(self._models_path)
+        error = await self._connection.probe(self._models_path)
+        self.note(error)
+        return error is None
 
     async def stream(
         self,
@@ -108,9 +110,25 @@ class OpenAIBackend:
         *,
         system: str | None = None,
         params: GenerationParams | None = None,
-    ) -> AsyncIterator[ReplyEvent]:
-        """Stream the reply to `conversation`: `TextDelta`s, then one `ReplyDone` with any tool calls."""
-        params = params or self._params
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """Stream the reply to `conversation`: `TextDelta`s, then one `ReplyDone` with any tool calls.
+
+        Closing the stream (or cancelling the task reading it) closes the connection, so the server stops too.
+        """
+        try:
+            async with aclosing(self._stream(conversation, functions, system, params or self._params)) as events:
+                async for event in events:
+                    if isinstance(event, ReplyDone):
+                        self.note(None)
+                    yield event
+        except ModelError as error:
+            self.note(error)
+            raise
+
+    async def _stream(
+        self, conversation: Sequence[Message], functions: Sequence[FunctionSpec], system: str | None,
+        params: GenerationParams,
+    ) -> AsyncGenerator[ReplyEvent, None]:
         model = (await self.info()).model_id
         request: dict[str, Any] = {
             "model": model,

@@ -83,8 +83,8 @@ def format_prompt(
         if count(prompt) <= max_input_tokens:
             return prompt
     raise PromptTooLongError(
-        f"The latest message does not fit the model's input limit of {max_input_tokens} tokens "
-        f"(it needs about {count(prompt)}). Shorten it, offer fewer functions, or start a new conversation."
+        f"This message is too long for the model (it needs about {count(prompt)} tokens; its input limit is "
+        f"{max_input_tokens}). Shorten it, or start a new conversation."
     )
 
 

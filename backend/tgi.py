@@ -9,14 +9,14 @@ grammars are remembered, and their calls are left to the parser.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, cast
 
-from backend.errors import ModelInputError, ModelUnavailableError
+from backend.errors import ModelError, ModelInputError, ModelUnavailableError
 from backend.hf_client import Connection, IncompleteReplyError, retrying, with_retries
-from backend.llm import CallMode, GenerationParams, Message, ModelInfo, ReplyDone, ReplyEvent, TextDelta
+from backend.llm import CallMode, FailureTracker, GenerationParams, Message, ModelInfo, ReplyDone, ReplyEvent, TextDelta
 from backend.parsing import CallDetector
 from backend.prompts import PromptStyle, format_prompt, stop_sequences
 from backend.specs import FunctionSpec, calls_schema
@@ -49,7 +49,7 @@ class _End:
     generated_tokens: int | None
 
 
-class TGIBackend:
+class TGIBackend(FailureTracker):
     """A text-generation-inference server reached over HTTP (`/generate_stream`, `/info`, `/health`)."""
 
     def __init__(
@@ -89,7 +89,9 @@ class TGIBackend:
 
     async def health(self) -> bool:
         """Whether `/health` says the server can generate."""
-        return await self._connection.is_up("/health")
+        error = await self._connection.probe("/health")
+        self.note(error)
+        return error is None
 
     async def stream(
         self,
@@ -98,9 +100,22 @@ class TGIBackend:
         *,
         system: str | None = None,
         params: GenerationParams | None = None,
-    ) -> AsyncIterator[ReplyEvent]:
-        """Stream the reply to `conversation`: `TextDelta`s, then one `ReplyDone`."""
-        params = params or self._params
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """Stream the reply to `conversation`: `TextDelta`s, then one `ReplyDone`; closing it closes the connection."""
+        try:
+            async with aclosing(self._stream(conversation, functions, system, params or self._params)) as events:
+                async for event in events:
+                    if isinstance(event, ReplyDone):
+                        self.note(None)
+                    yield event
+        except ModelError as error:
+            self.note(error)
+            raise
+
+    async def _stream(
+        self, conversation: Sequence[Message], functions: Sequence[FunctionSpec], system: str | None,
+        params: GenerationParams,
+    ) -> AsyncGenerator[ReplyEvent, None]:
         server = await self._server_info()
         input_budget = _input_budget(server, params)
         prompt = format_prompt(
@@ -259,7 +274,7 @@ class TGIBackend:
             log.warning("%s has no /info; the model's limits are unknown", self._connection.endpoint)
             raw = {}
         self._server = _ServerInfo(
-            model_id=str(raw.get("model_id") or self._connection.endpoint),
+            model_id=str(raw.get("model_id") or "unnamed TGI model"),  # not the address: people see this name
             max_input_tokens=_int(raw.get("max_input_tokens", raw.get("max_input_length"))),
             max_total_tokens=_int(raw.get("max_total_tokens")),
             max_stop_sequences=_int(raw.get("max_stop_sequences")),
@@ -283,8 +298,8 @@ def _input_budget(server: _ServerInfo, params: GenerationParams) -> int | None:
     room = total - params.max_new_tokens
     if room <= 0:
         raise ModelInputError(
-            f"max_new_tokens ({params.max_new_tokens}) leaves no room for the prompt in the model's "
-            f"{total}-token context: lower it."
+            f"Max new tokens ({params.max_new_tokens:,}) leaves no room for the message in the model's "
+            f"{total:,}-token context: lower it in the conversation's settings."
         )
     return room if server.max_input_tokens is None else min(server.max_input_tokens, room)
 

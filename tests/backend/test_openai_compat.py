@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 
 from backend.calls import FunctionCall
 from backend.errors import GenerationError, ModelError, ModelOverloadedError, ModelTimeoutError, ModelUnavailableError
@@ -326,9 +328,33 @@ def test_error_in_the_middle_keeps_the_text(fake_tgi: FakeTGI) -> None:
     assert len(fake_tgi.generations) == 1
 
 
+def test_a_context_overflow_says_what_to_do_and_keeps_the_address_to_the_log(
+    fake_tgi: FakeTGI, caplog: pytest.LogCaptureFixture
+) -> None:
+    detail = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."
+    fake_tgi.add(Reply(status=400, body=json.dumps({"error": {"message": detail}}), content_type="application/json"))
+    backend = backend_for(fake_tgi)
+    with caplog.at_level(logging.WARNING, logger="backend.hf_client"):
+        outcome = run(backend)
+    assert str(outcome.error) == (
+        f"This message is too long for the model ({detail.rstrip('.')}). Shorten it, or start a new conversation."
+    )
+    assert any(fake_tgi.url in r.getMessage() for r in caplog.records)
+    assert backend.last_failure is None, "input that is too long is not a server failure"
+
+
+def test_last_failure_follows_the_latest_request(fake_tgi: FakeTGI) -> None:
+    backend = backend_for(fake_tgi, retries=0)
+    fake_tgi.fail(429, "Model is overloaded", "overloaded")
+    failed = run(backend)
+    assert backend.last_failure is not None and backend.last_failure.reason == str(failed.error)
+    fake_tgi.call("get_weather", PARIS)
+    assert run(backend).error is None and backend.last_failure is None
+
+
 def test_connection_refused() -> None:
     outcome = run(OpenAIBackend(f"http://127.0.0.1:{unused_port()}", retry_backoff=0.01))
-    assert isinstance(outcome.error, ModelUnavailableError) and "Cannot reach" in str(outcome.error)
+    assert isinstance(outcome.error, ModelUnavailableError) and "cannot be reached right now" in str(outcome.error)
 
 
 def test_timeout(fake_tgi: FakeTGI) -> None:

@@ -317,8 +317,9 @@ def test_newest_message_that_does_not_fit() -> None:
     with pytest.raises(PromptTooLongError) as caught:
         _fit(HISTORY, len(LAST_ONE) - 1)
     message = str(caught.value)
-    assert f"limit of {len(LAST_ONE) - 1} tokens" in message
-    assert f"about {len(LAST_ONE)}" in message
+    assert message.startswith("This message is too long for the model")
+    assert f"input limit is {len(LAST_ONE) - 1}" in message
+    assert f"about {len(LAST_ONE)} tokens" in message
     assert "Shorten" in message
     assert isinstance(caught.value, CallcardError) and not caught.value.retryable
 

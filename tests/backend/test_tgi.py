@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -257,7 +258,7 @@ def test_prompt_too_long_is_refused_before_sending() -> None:
 def test_max_new_tokens_larger_than_the_context_is_refused(fake_tgi: FakeTGI) -> None:
     outcome = run(backend_for(fake_tgi), params=GenerationParams(max_new_tokens=5000))
     assert isinstance(outcome.error, ModelInputError)
-    assert "max_new_tokens" in str(outcome.error)
+    assert "Max new tokens (5,000)" in str(outcome.error)
     assert fake_tgi.generations == []
 
 
@@ -265,7 +266,10 @@ def test_server_validation_message_is_passed_on(fake_tgi: FakeTGI) -> None:
     fake_tgi.max_input_tokens = 5
     outcome = run(backend_for(fake_tgi, count_tokens=lambda text: 1))  # a tokenizer that undercounts
     assert isinstance(outcome.error, ModelInputError)
-    assert "`inputs` must have less than 5 tokens" in str(outcome.error)
+    assert str(outcome.error) == (
+        "This message is too long for the model (about 18 tokens; it reads at most 5). "
+        "Shorten it, or start a new conversation."
+    )
     assert len(fake_tgi.generations) == 1  # input errors are not retried
 
 
@@ -275,7 +279,7 @@ def test_server_without_info_route_still_generates(fake_tgi: FakeTGI) -> None:
     backend = backend_for(fake_tgi)
     assert run(backend).text == "Fine."
     info = asyncio.run(backend.info())
-    assert info.model_id == fake_tgi.url and info.max_input_tokens is None
+    assert info.model_id == "unnamed TGI model" and info.max_input_tokens is None  # never the server's address
 
 
 def test_health(fake_tgi: FakeTGI) -> None:
@@ -300,7 +304,7 @@ def test_wrong_token_is_reported_and_not_retried() -> None:
         fake.reply("Fine.")
         outcome = run(backend_for(fake, token="wrong"))
         assert isinstance(outcome.error, ModelUnavailableError)
-        assert "credentials" in str(outcome.error) and "401" in str(outcome.error)
+        assert "credentials" in str(outcome.error) and outcome.error.status == 401
         assert outcome.error.retryable is False
         assert len(fake.requests) == 1
 
@@ -399,7 +403,7 @@ FAILURES = [
     pytest.param(
         lambda f: f.fail(424, "Request failed during generation: CUDA out of memory", "generation"),
         GenerationError,
-        "CUDA out of memory",
+        "The model failed while writing its answer — try again.",
         3,
         id="424-generation",
     ),
@@ -410,9 +414,9 @@ FAILURES = [
         3,
         id="500-incomplete",
     ),
-    pytest.param(lambda f: f.proxy_error(502), ModelUnavailableError, "HTTP 502", 3, id="502-proxy-html"),
+    pytest.param(lambda f: f.proxy_error(502), ModelUnavailableError, "not available right now", 3, id="502-proxy-html"),
     pytest.param(lambda f: f.proxy_error(503), ModelUnavailableError, "may still be starting", 3, id="503-proxy-html"),
-    pytest.param(lambda f: f.proxy_error(504), ModelTimeoutError, "timed out (HTTP 504)", 1, id="504-proxy-html"),
+    pytest.param(lambda f: f.proxy_error(504), ModelTimeoutError, "timed out — try again", 1, id="504-proxy-html"),
     pytest.param(
         lambda f: f.fail_in_stream(0, "Model is overloaded", "overloaded"),
         ModelOverloadedError,
@@ -430,18 +434,91 @@ FAILURES = [
 ]
 
 
+FAILURES += [
+    pytest.param(
+        lambda f: f.fail(401, "Authorization header is missing or invalid", "authentication"),
+        ModelUnavailableError,
+        "refused Callcard's credentials. Tell the person who runs this Callcard.",
+        1,
+        id="401-credentials",
+    ),
+    pytest.param(
+        lambda f: f.fail(404, "No route /generate_stream", "not_found"),
+        ModelUnavailableError,
+        "does not offer what Callcard asks for",
+        1,
+        id="404-no-route",
+    ),
+    pytest.param(
+        lambda f: f.fail(413, "Payload too large", "validation"),
+        ModelInputError,
+        "This message is too long for the model (the request was larger than the server accepts). Shorten it, "
+        "or start a new conversation.",
+        1,
+        id="413-too-large",
+    ),
+    pytest.param(
+        lambda f: f.fail(
+            422,
+            "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. "
+            "Given: 4000 `inputs` tokens and 200 `max_new_tokens`",
+            "validation",
+        ),
+        ModelInputError,
+        "This message is too long for the model (about 4,000 tokens and room for a 200-token answer; it holds "
+        "4,096). Shorten it, or start a new conversation.",
+        1,
+        id="422-total-too-long",
+    ),
+    pytest.param(
+        lambda f: f.fail(500, "upstream http://10.0.0.7:8080/generate failed", "unknown"),
+        GenerationError,
+        "The model server failed — try again.",
+        3,
+        id="500-with-an-internal-address",
+    ),
+]
+
+
 @pytest.mark.parametrize(("script", "error_type", "message", "requests"), FAILURES)
 def test_failures_become_readable_errors(
-    fake_tgi: FakeTGI, script: Callable[[FakeTGI], None], error_type: type[ModelError], message: str, requests: int
+    fake_tgi: FakeTGI, script: Callable[[FakeTGI], None], error_type: type[ModelError], message: str, requests: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     for _ in range(3):
         script(fake_tgi)
-    outcome = run(backend_for(fake_tgi, retries=2))
+    with caplog.at_level(logging.WARNING, logger="backend.hf_client"):
+        outcome = run(backend_for(fake_tgi, retries=2))
     assert type(outcome.error) is error_type
     assert message in str(outcome.error)
     assert "<html" not in str(outcome.error).lower()
     assert outcome.deltas == []
     assert len(fake_tgi.generations) == requests
+    # People see plain words; the operator finds the address and the server's own words in the log.
+    assert "http" not in str(outcome.error) and "127.0.0.1" not in str(outcome.error)
+    assert any(fake_tgi.url in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_last_failure_is_set_by_a_failed_request_and_cleared_by_the_next_success(fake_tgi: FakeTGI) -> None:
+    backend = backend_for(fake_tgi, retries=0)
+    assert backend.last_failure is None
+    fake_tgi.proxy_error(503)
+
+    failed = run(backend)
+
+    failure = backend.last_failure
+    assert failure is not None and failure.reason == str(failed.error) and failure.at.tzinfo is not None
+    fake_tgi.fail(422, "Input validation error: `inputs` must have less than 4000 tokens. Given: 4500", "validation")
+    assert isinstance(run(backend).error, ModelInputError)
+    assert backend.last_failure == failure, "a message that is too long says nothing about the server"
+    fake_tgi.reply("Fine.")
+    assert run(backend).text == "Fine."
+    assert backend.last_failure is None
+    fake_tgi.stop()
+    assert asyncio.run(backend.health()) is False
+    assert backend.last_failure is not None and "cannot be reached" in backend.last_failure.reason
+    fake_tgi.start()
+    assert asyncio.run(backend.health()) is True and backend.last_failure is None
 
 
 def test_passing_failures_are_retried_before_the_first_token(fake_tgi: FakeTGI) -> None:
@@ -467,7 +544,7 @@ def test_error_in_the_middle_keeps_the_partial_text_and_is_not_retried(fake_tgi:
     fake_tgi.reply("A retry would duplicate this.")
     outcome = run(backend_for(fake_tgi, retries=2))
     assert isinstance(outcome.error, GenerationError)
-    assert "cut off part-way" in str(outcome.error) and "CUDA out of memory" in str(outcome.error)
+    assert "cut off part-way" in str(outcome.error) and "failed while writing its answer" in str(outcome.error)
     assert outcome.text == "".join(tokenize("The weather in Paris is")[:4])
     assert outcome.done is None
     assert len(fake_tgi.generations) == 1
@@ -486,7 +563,7 @@ def test_connection_refused() -> None:
     backend = TGIBackend(f"http://127.0.0.1:{unused_port()}", retries=2, retry_backoff=0.01)
     outcome = run(backend)
     assert isinstance(outcome.error, ModelUnavailableError)
-    assert "Cannot reach the model server" in str(outcome.error)
+    assert str(outcome.error) == "The model server cannot be reached right now. Try again in a moment."
     assert asyncio.run(backend.health()) is False
 
 
@@ -497,7 +574,7 @@ def test_server_gone_after_start(fake_tgi: FakeTGI) -> None:
     fake_tgi.stop()
     outcome = run(backend)
     assert isinstance(outcome.error, ModelUnavailableError)
-    assert "Cannot reach the model server" in str(outcome.error)
+    assert "cannot be reached right now" in str(outcome.error)
 
 
 @pytest.mark.parametrize("info_read_before", [True, False])
