@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,10 +31,11 @@ from backend.store import (
     utcnow,
 )
 from backend.tools import ToolPolicy, ToolRegistry
-from backend.validation import CALL_ERROR_KEY, validate_arguments, validate_call
+from backend.validation import CALL_ERROR_KEY, ValidatedCall, validate_arguments, validate_call
 
 __all__ = [
     "Engine",
+    "unanswered_message_ids",
     "Limits",
     "CallView",
     "EngineEvent",
@@ -49,6 +52,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "callcard.conversation.v1"
+MAX_TITLE_CHARS = 200  # the conversations table's limit
+_IMPORTED = " (imported)"
+_SKIPPED_REASON = "The user wrote a new message instead of confirming."
+_STOPPED_RUNNING = "Stopped before the function returned; it may or may not have acted."
+_STOPPED_BEFORE_START = "Stopped before the function started; it did not run."
 
 
 @dataclass(frozen=True)
@@ -170,7 +178,7 @@ class Engine:
         return self.store.conversation(conversation_id, user=self._user(user))
 
     def rename_conversation(self, conversation_id: str, user: str, title: str) -> Conversation:
-        title = " ".join(title.split())[:200] or "Untitled"
+        title = " ".join(title.split())[:MAX_TITLE_CHARS] or "Untitled"
         return self.store.update_conversation(conversation_id, user=self._user(user), title=title)
 
     def update_settings(
@@ -216,7 +224,7 @@ class Engine:
             source = data["conversation"]
             owner = self._user(user)
             conversation = self.store.create_conversation(
-                owner=owner, title=str(source.get("title") or "Imported conversation")[:200],
+                owner=owner, title=_imported_title(str(source.get("title") or "")),
                 model_id=source.get("model_id"), prompt_style=source.get("prompt_style"),
                 system_prompt=source.get("system_prompt"), temperature=source.get("temperature"),
                 max_new_tokens=source.get("max_new_tokens"),
@@ -259,10 +267,11 @@ class Engine:
         if conversation.id in self._answering:
             yield ErrorEvent(message=_STILL_ANSWERING)
             return
-        for event in self._supersede_open_calls(conversation.id):
-            yield event
+        skipped = self._skip_open_calls(conversation.id)
         turn_id = new_id()
         self.store.add_message(conversation_id=conversation.id, role=MessageRole.USER, content=text, extra={"turn_id": turn_id})
+        for event in skipped:
+            yield event
         changes = await self._model_facts() if conversation.model_id is None else {}
         if conversation.title == "New conversation":
             title = " ".join(text.split())
@@ -271,11 +280,12 @@ class Engine:
             changes["title"] = title
         if changes:
             conversation = self.store.update_conversation(conversation.id, user=owner, **changes)
-        async for event in self._reply(conversation, owner, turn_id):
-            yield event
+        async with aclosing(self._reply(conversation, owner, turn_id)) as events:
+            async for event in events:
+                yield event
 
     async def retry(self, conversation_id: str, user: str) -> AsyncIterator[EngineEvent]:
-        """Ask the model again after a failed reply; the user's message is already stored."""
+        """Ask the model again after a failed or stopped reply; the user's message is already stored."""
         owner = self._user(user)
         conversation = self.store.conversation(conversation_id, user=owner)
         messages = [m for m in self.store.messages(conversation.id) if m.role != MessageRole.ERROR]
@@ -285,8 +295,28 @@ class Engine:
         if self._open_calls(conversation.id):
             yield ErrorEvent(message="Some calls still wait for confirmation: confirm or reject them first.")
             return
-        async for event in self._reply(conversation, owner, self._current_turn(messages)):
-            yield event
+        async with aclosing(self._reply(conversation, owner, self._current_turn(messages))) as events:
+            async for event in events:
+                yield event
+
+    def withdraw_unanswered(self, conversation_id: str, user: str) -> str:
+        """Delete the last message and its errors if the model never answered it; returns its text.
+
+        For "Edit and resend" and "Remove". InvalidStateError when the last message has an answer or is being
+        answered now.
+        """
+        conversation = self.conversation(conversation_id, user)
+        if conversation.id in self._answering:
+            raise InvalidStateError(_STILL_ANSWERING)
+        messages = self.store.messages(conversation.id)
+        turns = _turns([m.role for m in messages])
+        last = turns[-1] if turns else None
+        if last is None or not _is_unanswered([messages[i].role for i in last]):
+            raise InvalidStateError("The last message has an answer, so it cannot be taken back.")
+        first = messages[last.start]
+        # The turn is the conversation's tail, so deleting it leaves the positions gap-free.
+        self.store.delete_tail(conversation.id, from_position=first.position, count=len(last))
+        return first.content
 
     async def confirm(self, call_id: str, arguments: dict[str, Any] | None, user: str) -> AsyncIterator[EngineEvent]:
         """Run a proposed call with the (possibly edited) arguments, then let the model answer once all are settled."""
@@ -312,10 +342,12 @@ class Engine:
         except InvalidStateError as error:
             yield ErrorEvent(message=str(error))
             return
-        async for event in self._execute(record):
-            yield event
-        async for event in self._continue_if_settled(conversation, owner, record):
-            yield event
+        async with aclosing(self._execute(record)) as events:
+            async for event in events:
+                yield event
+        async with aclosing(self._continue_if_settled(conversation, owner, record)) as events:
+            async for event in events:
+                yield event
 
     async def reject(self, call_id: str, user: str, reason: str | None = None) -> AsyncIterator[EngineEvent]:
         """Decline a proposed call; the model is told (with the reason) and the conversation goes on."""
@@ -332,10 +364,18 @@ class Engine:
             return
         self._add_result_message(record, {"declined": "The user declined this call.", "reason": reason or "none given"})
         yield CallUpdated(call=self._view(record))
-        async for event in self._continue_if_settled(conversation, owner, record):
-            yield event
+        async with aclosing(self._continue_if_settled(conversation, owner, record)) as events:
+            async for event in events:
+                yield event
 
     # The loop
+    #
+    # Stopping: the UI's Stop cancels the task that iterates send/confirm/reject/retry (CancelledError at whatever it
+    # awaits), or closes the iterator between two events (GeneratorExit at a yield). Either way the model request is
+    # closed, what the person saw is kept, and the writes on the way out are plain synchronous store calls, so they
+    # finish. Nested iterators are closed with `aclosing`, so their clean-up runs before ours, not later from the
+    # garbage collector. State is stored before the event that reports it is yielded, so a stop between the two
+    # loses nothing.
 
     async def _reply(self, conversation: Conversation, owner: User, turn_id: str) -> AsyncIterator[EngineEvent]:
         """Stream one model reply, store it, propose its calls, and keep going while calls settle on their own."""
@@ -345,8 +385,9 @@ class Engine:
             return
         self._answering.add(conversation.id)
         try:
-            async for event in self._replies(conversation, owner, turn_id):
-                yield event
+            async with aclosing(self._replies(conversation, owner, turn_id)) as events:
+                async for event in events:
+                    yield event
         finally:
             self._answering.discard(conversation.id)
 
@@ -360,22 +401,24 @@ class Engine:
             preparing = False
             started = time.perf_counter()
             try:
-                async for chunk in self.backend.stream(
+                stream = self.backend.stream(
                     self._prompt_history(conversation.id), specs,
                     system=conversation.system_prompt, params=self._params(conversation),
-                ):
-                    if isinstance(chunk, TextDelta):
-                        text_parts.append(chunk.text)
-                        detector.feed(chunk.text)
-                        visible = detector.text_so_far
-                        if len(visible) > shown:
-                            yield Token(text=visible[shown:])
-                            shown = len(visible)
-                        if detector.state == "call" and not preparing:
-                            preparing = True
-                            yield PreparingCall()
-                    else:
-                        finished = chunk
+                )
+                async with aclosing(stream) as chunks:
+                    async for chunk in chunks:
+                        if isinstance(chunk, TextDelta):
+                            text_parts.append(chunk.text)
+                            detector.feed(chunk.text)
+                            visible = detector.text_so_far
+                            if len(visible) > shown:
+                                piece, shown = visible[shown:], len(visible)  # counted as shown once yielded
+                                yield Token(text=piece)
+                            if detector.state == "call" and not preparing:
+                                preparing = True
+                                yield PreparingCall()
+                        else:
+                            finished = chunk
             except CallcardError as error:
                 partial = "".join(text_parts)
                 self.store.add_message(
@@ -386,6 +429,9 @@ class Engine:
                 yield ErrorEvent(message=str(error), retryable=error.retryable)
                 yield Done()
                 return
+            except (asyncio.CancelledError, GeneratorExit):
+                self._keep_stopped_text(conversation.id, turn_id, detector.text_so_far[:shown])
+                raise
             reply = parse_reply("".join(text_parts))
             calls = [*(finished.calls if finished else []), *reply.calls]
             model_ms = (time.perf_counter() - started) * 1000
@@ -393,12 +439,12 @@ class Engine:
                 "turn conversation=%s calls=%d finish=%s model_ms=%.0f",
                 conversation.id, len(calls), finished.finish_reason if finished else "?", model_ms,
             )
-            yield ReplyText(text=reply.text)
             if reply.text:
                 self.store.add_message(
                     conversation_id=conversation.id, role=MessageRole.ASSISTANT, content=reply.text,
                     extra={"turn_id": turn_id},
                 )
+            yield ReplyText(text=reply.text)
             if not calls:
                 if reply.problems:
                     message = " ".join(reply.problems) + " Retry, or rephrase your request."
@@ -425,19 +471,23 @@ class Engine:
                 yield ErrorEvent(message=stop_reason)
                 yield Done()
                 return
-            if len(calls) > self.limits.max_calls_per_reply:
-                yield ErrorEvent(message=(
-                    f"The model proposed {len(calls)} calls in one reply; only the first "
-                    f"{self.limits.max_calls_per_reply} are shown."
-                ))
-                calls = calls[: self.limits.max_calls_per_reply]
+            dropped = len(calls) - self.limits.max_calls_per_reply
+            calls = calls[: self.limits.max_calls_per_reply]
             reply_id = new_id()
+            # Every call of the reply is stored before any is shown or run: a stop from here on keeps the whole reply.
+            proposals = [self._store_proposal(conversation, call, reply_id, turn_id, specs) for call in calls]
+            if dropped > 0:
+                yield ErrorEvent(message=(
+                    f"The model proposed {len(calls) + dropped} calls in one reply; only the first {len(calls)} "
+                    "are shown."
+                ))
             latest: dict[str, CallView] = {}  # each call's state as last reported: no need to read them back
-            for call in calls:
-                async for event in self._propose(conversation, call, reply_id, turn_id, specs):
-                    if isinstance(event, (CallProposed, CallUpdated)):
-                        latest[event.call.id] = event.call
-                    yield event
+            for record, checked in proposals:
+                async with aclosing(self._present(record, checked)) as events:
+                    async for event in events:
+                        if isinstance(event, (CallProposed, CallUpdated)):
+                            latest[event.call.id] = event.call
+                        yield event
             missing_note = _missing_note([v for v in latest.values() if v.status == CallStatus.PROPOSED])
             if missing_note:
                 self.store.add_message(
@@ -450,9 +500,20 @@ class Engine:
                 return
             # Everything settled without a person (auto tools, unknown functions): the model goes on.
 
-    async def _propose(
+    def _keep_stopped_text(self, conversation_id: str, turn_id: str, text: str) -> None:
+        """Keep what the person saw of a reply they stopped; with nothing shown yet, the turn stays unanswered."""
+        text = text.strip()
+        if text:
+            self.store.add_message(
+                conversation_id=conversation_id, role=MessageRole.ASSISTANT, content=text,
+                extra={"turn_id": turn_id, "stopped": True},
+            )
+        log.info("turn stopped conversation=%s kept_chars=%d", conversation_id, len(text))
+
+    def _store_proposal(
         self, conversation: Conversation, call: FunctionCall, reply_id: str, turn_id: str, specs: list[FunctionSpec],
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> tuple[FunctionCallRecord, ValidatedCall]:
+        """Store one proposed call, with what validation found; an unknown function fails at once."""
         checked = validate_call(call, specs)
         record = self.store.add_call(
             FunctionCallRecord(
@@ -469,22 +530,35 @@ class Engine:
                 error=checked.errors[CALL_ERROR_KEY],
             )
             self._add_result_message(record, {"error": checked.errors[CALL_ERROR_KEY]})
+        return record, checked
+
+    async def _present(self, record: FunctionCallRecord, checked: ValidatedCall) -> AsyncIterator[EngineEvent]:
+        """Report a stored proposal, and run it when its tool runs without asking."""
+        if record.status != CallStatus.PROPOSED:
             yield CallUpdated(call=self._view(record))
             return
-        tool = self.registry.get(call.name)
         yield CallProposed(call=self._view(record))
+        tool = self.registry.get(record.function_name)
         if tool is not None and tool.policy == ToolPolicy.AUTO and checked.ok:
             record = self.store.transition(
                 record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED, auto=True,
                 final_arguments=checked.arguments, confirmed_at=utcnow(), runner=self.store.instance,
             )
-            async for event in self._execute(record):
-                yield event
+            async with aclosing(self._execute(record)) as events:
+                async for event in events:
+                    yield event
 
     async def _execute(self, record: FunctionCallRecord) -> AsyncIterator[EngineEvent]:
         record = self.store.transition(record.id, expected=CallStatus.CONFIRMED, to=CallStatus.RUNNING, started_at=utcnow())
-        yield CallUpdated(call=self._view(record))
-        result = await self.registry.execute(record.function_name, dict(record.final_arguments or {}))
+        running = False
+        try:
+            yield CallUpdated(call=self._view(record))
+            running = True
+            result = await self.registry.execute(record.function_name, dict(record.final_arguments or {}))
+        except (asyncio.CancelledError, GeneratorExit):
+            # The tool's thread may still finish, but nobody records it: the call is never re-run or reported done.
+            self._interrupt(record, _STOPPED_RUNNING if running else _STOPPED_BEFORE_START)
+            raise
         if result.ok:
             record = self.store.transition(
                 record.id, expected=CallStatus.RUNNING, to=CallStatus.SUCCEEDED, finished_at=utcnow(),
@@ -503,6 +577,16 @@ class Engine:
         )
         yield CallUpdated(call=self._view(record))
 
+    def _interrupt(self, record: FunctionCallRecord, error: str) -> None:
+        try:
+            record = self.store.transition(
+                record.id, expected=CallStatus.RUNNING, to=CallStatus.INTERRUPTED, finished_at=utcnow(), error=error,
+            )
+        except InvalidStateError:
+            return  # already settled elsewhere (shutdown marked it, say)
+        self._add_result_message(record, {"error": error})
+        log.info("call stopped conversation=%s function=%s", record.conversation_id, record.function_name)
+
     async def _continue_if_settled(
         self, conversation: Conversation, owner: User, record: FunctionCallRecord,
     ) -> AsyncIterator[EngineEvent]:
@@ -510,8 +594,9 @@ class Engine:
         if any(s.status not in SETTLED_STATUSES for s in siblings):
             yield Done(awaiting_confirmation=True)
             return
-        async for event in self._reply(conversation, owner, record.turn_id):
-            yield event
+        async with aclosing(self._reply(conversation, owner, record.turn_id)) as events:
+            async for event in events:
+                yield event
 
     def _loop_guard(self, conversation_id: str, turn_id: str, calls: list[FunctionCall]) -> str | None:
         """Why the model must stop here (same call again after its result, or too many calls), or None."""
@@ -543,18 +628,21 @@ class Engine:
             return {}  # the turn itself will report the failure
         return {"model_id": info.model_id[:300], "prompt_style": info.prompt_style}
 
-    def _supersede_open_calls(self, conversation_id: str) -> list[EngineEvent]:
-        """A new user message settles the cards still waiting: they are declined, and the model is told."""
+    def _skip_open_calls(self, conversation_id: str) -> list[EngineEvent]:
+        """A new user message settles the cards still waiting: skipped, with no result for the model.
+
+        A declined result here would join the new message in one turn, and models answer the result and miss the
+        request; with no result the new message is a turn of its own, right after the call.
+        """
         events: list[EngineEvent] = []
         for record in self._open_calls(conversation_id):
             try:
                 record = self.store.transition(
-                    record.id, expected=CallStatus.PROPOSED, to=CallStatus.REJECTED, finished_at=utcnow(),
-                    reject_reason="The user sent a new message instead of confirming.",
+                    record.id, expected=CallStatus.PROPOSED, to=CallStatus.SKIPPED, finished_at=utcnow(),
+                    reject_reason=_SKIPPED_REASON,
                 )
             except InvalidStateError:
                 continue
-            self._add_result_message(record, {"declined": "The user sent a new message instead of confirming this call."})
             events.append(CallUpdated(call=self._view(record)))
         return events
 
@@ -568,10 +656,14 @@ class Engine:
         )
 
     def _prompt_history(self, conversation_id: str) -> list[dict[str, str]]:
-        """The conversation as the prompt formats take it: no errors, calls as they were finally run."""
+        """The conversation as the prompt formats take it: calls as finally run, no errors, no unanswered messages."""
         history: list[dict[str, str]] = []
-        for role, content, function_name, arguments in self.store.transcript(conversation_id):
-            if role == MessageRole.ERROR:
+        rows = self.store.transcript(conversation_id)
+        # A failed message would otherwise join the next one in a single turn. The newest turn is the one being
+        # answered (sent or retried), so it always goes in.
+        left_out = _unanswered([row[0] for row in rows], include_last=False)
+        for index, (role, content, function_name, arguments) in enumerate(rows):
+            if role == MessageRole.ERROR or index in left_out:
                 continue
             if role == MessageRole.FUNCTION_CALL and function_name is not None:
                 if isinstance(arguments, str):  # JSON columns come back as text from a COALESCE on some databases
@@ -626,6 +718,47 @@ class Engine:
 
 
 _STILL_ANSWERING = "The model is still answering in this conversation: wait for its answer, then send again."
+
+
+def unanswered_message_ids(messages: Sequence[Message], *, include_last: bool = True) -> set[int]:
+    """Ids of the user messages whose turn ended with no answer (it holds only that message and errors).
+
+    The model never sees them again (only a retry of the newest turn sends it again), and the UI marks them "not
+    answered". `messages` in conversation order; `include_last=False` leaves the newest turn out, for while it is
+    being answered.
+    """
+    unanswered = _unanswered([m.role for m in messages], include_last=include_last)
+    return {m.id for i, m in enumerate(messages) if i in unanswered and m.id is not None}
+
+
+def _unanswered(roles: Sequence[str], *, include_last: bool) -> set[int]:
+    """Indexes of the user messages, among `roles`, whose turn has no answer."""
+    turns = _turns(roles)
+    if not include_last:
+        turns = turns[:-1]
+    return {turn.start for turn in turns if _is_unanswered([roles[i] for i in turn])}
+
+
+def _turns(roles: Sequence[str]) -> list[range]:
+    """Index ranges of the turns: each user message and everything up to the next one."""
+    starts = [i for i, role in enumerate(roles) if role == MessageRole.USER]
+    return [range(start, end) for start, end in zip(starts, [*starts[1:], len(roles)])]
+
+
+def _is_unanswered(turn_roles: Sequence[str]) -> bool:
+    """No assistant text and no call: the turn holds only its user message and error messages."""
+    return all(role in (MessageRole.USER, MessageRole.ERROR) for role in turn_roles)
+
+
+def _imported_title(original: str) -> str:
+    """"<original> (imported)", the original shortened to keep within the title limit."""
+    original = " ".join(original.split())
+    if not original:
+        return "Imported conversation"
+    room = MAX_TITLE_CHARS - len(_IMPORTED)
+    if len(original) > room:
+        original = original[: room - 1] + "…"
+    return original + _IMPORTED
 
 
 def _canonical(arguments: dict[str, Any]) -> str:

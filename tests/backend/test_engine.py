@@ -377,16 +377,33 @@ def test_an_unknown_function_fails_without_running_and_the_model_is_told(
     assert "Did you mean 'lookup_order'" in fake_tgi.generations[-1].prompt
 
 
-def test_a_new_message_declines_the_cards_still_waiting(engine: Engine, fake_tgi: FakeTGI, store: Store) -> None:
+def test_a_new_message_skips_the_cards_still_waiting_and_is_its_own_turn(
+    engine: Engine, fake_tgi: FakeTGI, store: Store
+) -> None:
     fake_tgi.reply(json.dumps(LOOKUP))
     conversation = engine.create_conversation("ann")
     (proposed,) = of(CallProposed, collect(engine.send(conversation.id, "ann", "Where is A1002?")))
 
-    fake_tgi.reply("Sure, what else?")
-    events = collect(engine.send(conversation.id, "ann", "Never mind"))
+    fake_tgi.reply("It is 10:00.")
+    events = collect(engine.send(conversation.id, "ann", "Never mind, what time is it?"))
 
-    assert of(CallUpdated, events)[0].call.status == CallStatus.REJECTED
-    assert store.call(proposed.call.id).status == CallStatus.REJECTED
+    (skipped,) = of(CallUpdated, events)
+    assert skipped.call.status == CallStatus.SKIPPED
+    assert skipped.call.reject_reason == "The user wrote a new message instead of confirming."
+    record = store.call(proposed.call.id)
+    assert record.status == CallStatus.SKIPPED and record.finished_at is not None and record.final_arguments is None
+    assert [m.role for m in store.messages(conversation.id)] == ["user", "function_call", "user", "assistant"], (
+        "a skipped call has no result message"
+    )
+    # The call stays the assistant's turn, and the new message follows as a turn of its own.
+    assert fake_tgi.generations[-1].prompt.endswith(
+        '[INST] Where is A1002? [/INST]\n\n{"function": "lookup_order", "arguments": {"order_number": "A1002"}} '
+        "</s><s>[INST] Never mind, what time is it? [/INST]\n\n"
+    )
+    assert "declined" not in fake_tgi.generations[-1].prompt
+    assert of(ErrorEvent, collect(engine.confirm(proposed.call.id, None, "ann")))[0].message.startswith(
+        "This call is already skipped"
+    )
 
 
 def test_export_and_import_round_trip(engine: Engine, fake_tgi: FakeTGI) -> None:
@@ -400,7 +417,8 @@ def test_export_and_import_round_trip(engine: Engine, fake_tgi: FakeTGI) -> None
     copy = engine.import_conversation(exported, "bob")
 
     assert copy.id != conversation.id
-    assert copy.title == engine.conversation(conversation.id, "ann").title == "Where is A1002?"
+    assert engine.conversation(conversation.id, "ann").title == "Where is A1002?"
+    assert copy.title == "Where is A1002? (imported)"
     assert copy.model_id == "Trelis/Llama-2-7b-chat-hf-function-calling-v2"
     assert copy.prompt_style == "llama2"
     original = [(m.role, m.content) for m in engine.messages(conversation.id, "ann")]
@@ -411,6 +429,16 @@ def test_export_and_import_round_trip(engine: Engine, fake_tgi: FakeTGI) -> None
     assert call.status == CallStatus.SUCCEEDED
     with pytest.raises(InvalidInputError):
         engine.import_conversation({"format": "something else"}, "bob")
+
+
+def test_an_imported_title_keeps_within_the_limit(engine: Engine) -> None:
+    exported = engine.export_conversation(engine.create_conversation("ann", title="x" * 200).id, "ann")
+
+    title = engine.import_conversation(exported, "bob").title
+
+    assert len(title) == 200 and title.endswith("… (imported)") and title.startswith("x" * 180)
+    exported["conversation"]["title"] = ""
+    assert engine.import_conversation(exported, "bob").title == "Imported conversation"
 
 
 def test_conversations_are_listed_newest_first_renamed_and_deleted(engine: Engine, store: Store) -> None:
