@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from backend.calls import FunctionCall
 from backend.errors import CallcardError, PromptTooLongError
-from backend.prompts import FUNCTION_RESULT_TEMPLATE, PROMPT_STYLES, estimate_tokens, format_prompt, stop_sequences
+from backend.prompts import (
+    FUNCTION_RESULT_TEMPLATE,
+    PROMPT_STYLES,
+    estimate_tokens,
+    format_prompt,
+    native_messages,
+    stop_sequences,
+)
 from backend.specs import FunctionSpec
 
 SEARCH_BING = {
@@ -211,7 +218,28 @@ def test_several_calls_and_results_share_a_turn() -> None:
     )
 
 
+def test_a_call_without_a_result_is_followed_by_the_users_own_turn() -> None:
+    # A skipped call (the user wrote a new message instead of confirming) keeps its call and gets no result.
+    conversation = [_user("Weather in Oslo?"), _call("get_weather", city="Oslo"), _user("Actually, what time is it?")]
+    call = '{"function": "get_weather", "arguments": {"city": "Oslo"}}'
+    assert format_prompt(conversation) == (
+        f"[INST] Weather in Oslo? [/INST]\n\n{call} </s><s>[INST] Actually, what time is it? [/INST]\n\n"
+    )
+    assert format_prompt(conversation, style="mistral") == (
+        f"[INST] Weather in Oslo? [/INST]\n\n{call}</s>[INST] Actually, what time is it? [/INST]\n\n"
+    )
+    assert native_messages(conversation) == [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": '<tool_call>[\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n]</tool_call>',
+        },
+        {"role": "user", "content": "Actually, what time is it?"},
+    ]
+
+
 def test_consecutive_user_messages_share_a_turn() -> None:
+    # The engine never sends two in a row (a message the model never answered is left out); other callers may.
     assert format_prompt([_user("Hi"), _user("Are you there?")]) == "[INST] Hi\n\nAre you there? [/INST]\n\n"
 
 
