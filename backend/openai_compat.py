@@ -70,6 +70,7 @@ class OpenAIBackend(FailureTracker):
         self._retries = retries
         self._backoff = retry_backoff
         self._info: ModelInfo | None = None
+        self._request_model = model or ""  # what requests name; "" until info() has read the models list
 
     async def info(self) -> ModelInfo:
         """The served model: the configured one, else the first that `/v1/models` lists."""
@@ -89,9 +90,13 @@ class OpenAIBackend(FailureTracker):
             if error.status != 404 or self._model is None:
                 raise
         context = entry.get("max_model_len")  # vLLM reports the context length here
+        name = self._model or entry.get("id")
+        # A server that lists no model gets its own address as the model, which huggingface_hub posts to; people
+        # see a plain name instead of the address.
+        self._request_model = str(name or self._connection.endpoint)
         self._info = ModelInfo(
             backend="openai",
-            model_id=self._model or str(entry.get("id") or self._connection.endpoint),
+            model_id=str(name or "unnamed model"),
             max_total_tokens=context if isinstance(context, int) else None,
             call_mode="parse",
         )
@@ -129,7 +134,8 @@ class OpenAIBackend(FailureTracker):
         self, conversation: Sequence[Message], functions: Sequence[FunctionSpec], system: str | None,
         params: GenerationParams,
     ) -> AsyncGenerator[ReplyEvent, None]:
-        model = (await self.info()).model_id
+        await self.info()
+        model = self._request_model
         request: dict[str, Any] = {
             "model": model,
             "max_tokens": params.max_new_tokens,

@@ -264,6 +264,14 @@ def test_model_comes_from_the_models_list(fake_tgi: FakeTGI) -> None:
     assert [r.path for r in fake_tgi.requests] == ["/v1/models"]
 
 
+def test_a_server_that_names_no_model_is_not_shown_by_its_address() -> None:
+    with FakeTGI(model_id="") as fake:
+        fake.reply("Fine.")
+        backend = backend_for(fake)
+        assert run(backend).text == "Fine."
+        assert asyncio.run(backend.info()).model_id == "unnamed model"
+
+
 def test_configured_model_is_used(fake_tgi: FakeTGI) -> None:
     fake_tgi.reply("Fine.")
     run(backend_for(fake_tgi, model="my-model"))
