@@ -244,7 +244,8 @@ class EmbeddedBackend(FailureTracker):
     ) -> AsyncGenerator[ReplyEvent, None]:
         """Stream the reply from a worker thread; stopping the iteration (or cancelling its task) stops llama.cpp.
 
-        The worker checks the stop flag before each token, so generation ends within a token of the stop.
+        The worker checks the stop flag before each token, so generation ends within a token of the stop (a prompt
+        already being read in is read to its end first).
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ReplyEvent | BaseException] = asyncio.Queue()
