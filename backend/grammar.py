@@ -21,6 +21,15 @@ _PRIMITIVES = {
     "json-value": "json-object | json-array | json-string | json-number | json-boolean | json-null",
     "json-object": r'"{" (json-string ": " json-value (", " json-string ": " json-value)*)? "}"',
     "json-array": r'"[" (json-value (", " json-value)*)? "]"',
+    # String formats with a fixed shape, in one spelling each; the validator accepts every value they allow but
+    # days the month does not have (2026-02-30), which it reports.
+    "format-date": r'[0-9] [0-9] [0-9] [0-9] "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | [12] [0-9] | "3" [01])',
+    "format-time": r'format-hh ":" [0-5] [0-9] ":" [0-5] [0-9] ("Z" | [+-] format-hh ":" [0-5] [0-9])?',
+    "format-hh": r'[01] [0-9] | "2" [0-3]',
+    "json-date": r'"\"" format-date "\""',
+    "json-time": r'"\"" format-time "\""',
+    "json-date-time": r'"\"" format-date "T" format-time "\""',
+    "json-uuid": r'"\"" [0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12} "\""',
 }
 _DEPENDENCIES = {
     "json-string": ["json-char"],
@@ -28,9 +37,16 @@ _DEPENDENCIES = {
     "json-value": ["json-object", "json-array", "json-string", "json-number", "json-boolean", "json-null"],
     "json-object": ["json-string", "json-value"],
     "json-array": ["json-value"],
+    "json-date": ["format-date"],
+    "json-time": ["format-time"],
+    "json-date-time": ["format-date", "format-time"],
+    "format-time": ["format-hh"],
 }
 # Free text: starts with something visible and never opens a JSON object.
 _TEXT = r'[^{ \t\r\n] [^{]*'
+# As llama.cpp's own schema converter does, formats without a fixed shape (email, uri...) are written as any string:
+# the validator checks them once the call is made.
+_FORMAT_RULES = {"date": "json-date", "time": "json-time", "date-time": "json-date-time", "uuid": "json-uuid"}
 _TYPE_RULES = {
     "string": "json-string",
     "integer": "json-int",
@@ -91,6 +107,8 @@ def _value_rule(rules: _Rules, arg: ArgumentSpec, base: str) -> str:
     elif arg.type == "array" and arg.items is not None:
         item = _value_rule(rules, arg.items, f"{base}-item")
         body = f'"[" ({item} (", " {item})*)? "]"'
+    elif arg.type == "string" and arg.format in _FORMAT_RULES:
+        body = rules.primitive(_FORMAT_RULES[arg.format])
     else:
         body = rules.primitive(_TYPE_RULES[arg.type])
     if arg.nullable:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -14,6 +14,7 @@ from backend.errors import SpecError
 __all__ = [
     "ArgType",
     "ArgumentSpec",
+    "GRAMMAR_FORMATS",
     "FunctionSpec",
     "load_functions",
     "function_list_text",
@@ -33,6 +34,10 @@ _TYPE_NAMES: dict[str, ArgType] = {
     "object": "object", "dict": "object",
 }
 _NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
+# The string formats a schema may carry into a grammar. TGI compiles its `grammar` parameter, and the tools of its
+# OpenAI-compatible route, with Outlines, which raises NotImplementedError on any other format; llama.cpp's schema
+# converter constrains these four and writes any other as a plain string.
+GRAMMAR_FORMATS = frozenset({"date", "date-time", "time", "uuid"})
 
 
 class ArgumentSpec(BaseModel):
@@ -48,18 +53,21 @@ class ArgumentSpec(BaseModel):
     default: Any = None
     items: ArgumentSpec | None = None
     properties: list[ArgumentSpec] | None = None
+    format: str | None = None  # JSON Schema's `format` ("email", "date"...): what kind of text a string holds
 
-    def to_json_schema(self) -> dict[str, Any]:
-        """This argument as a JSON Schema fragment."""
+    def to_json_schema(self, *, formats: Container[str] | None = None) -> dict[str, Any]:
+        """This argument as a JSON Schema fragment; `formats`: the string formats to keep (default: every one)."""
         schema: dict[str, Any] = {"type": [self.type, "null"] if self.nullable else self.type}
         if self.description:
             schema["description"] = self.description
+        if self.format is not None and (formats is None or (self.type == "string" and self.format in formats)):
+            schema["format"] = self.format
         if self.enum is not None:
             schema["enum"] = [*self.enum, None] if self.nullable and None not in self.enum else list(self.enum)
         if self.items is not None:
-            schema["items"] = self.items.to_json_schema()
+            schema["items"] = self.items.to_json_schema(formats=formats)
         if self.properties is not None:
-            schema.update(_object_schema(self.properties))
+            schema.update(_object_schema(self.properties, formats=formats))
         if self.has_default:
             schema["default"] = self.default
         return schema
@@ -71,6 +79,8 @@ class ArgumentSpec(BaseModel):
             meta["required"] = False
         if self.nullable:
             meta["nullable"] = True
+        if self.format is not None:
+            meta["format"] = self.format
         if self.enum is not None:
             meta["enum"] = list(self.enum)
         if self.has_default:
@@ -113,15 +123,19 @@ class FunctionSpec(BaseModel):
         """The argument called `name`, if there is one."""
         return next((a for a in self.arguments if a.name == name), None)
 
-    def to_json_schema(self) -> dict[str, Any]:
-        """The arguments as a JSON Schema object (OpenAI's `parameters`)."""
-        return {"type": "object", **_object_schema(self.arguments)}
+    def to_json_schema(self, *, formats: Container[str] | None = None) -> dict[str, Any]:
+        """The arguments as a JSON Schema object (OpenAI's `parameters`); `formats`: the string formats to keep."""
+        return {"type": "object", **_object_schema(self.arguments, formats=formats)}
 
-    def to_openai_tool(self) -> dict[str, Any]:
-        """This function as an OpenAI `tools` entry."""
+    def to_openai_tool(self, *, formats: Container[str] | None = GRAMMAR_FORMATS) -> dict[str, Any]:
+        """This function as an OpenAI `tools` entry; by default only with the formats any grammar engine takes.
+
+        Servers may compile tools into a grammar (TGI's OpenAI-compatible route does, with Outlines).
+        """
+        parameters = self.to_json_schema(formats=formats)
         return {
             "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": self.to_json_schema()},
+            "function": {"name": self.name, "description": self.description, "parameters": parameters},
         }
 
     def to_trelis(self) -> dict[str, Any]:
@@ -164,11 +178,17 @@ def function_list_text(specs: Iterable[FunctionSpec]) -> str:
 
 
 def calls_schema(specs: Iterable[FunctionSpec]) -> dict[str, Any]:
-    """JSON Schema of one Trelis call `{"function": name, "arguments": {...}}` to any of `specs`."""
+    """JSON Schema of one Trelis call `{"function": name, "arguments": {...}}` to any of `specs`, for a grammar.
+
+    Only the GRAMMAR_FORMATS are kept: the validator checks every format after the call is made.
+    """
     options = [
         {
             "type": "object",
-            "properties": {"function": {"const": spec.name}, "arguments": spec.to_json_schema()},
+            "properties": {
+                "function": {"const": spec.name},
+                "arguments": spec.to_json_schema(formats=GRAMMAR_FORMATS),
+            },
             "required": ["function", "arguments"],
             "additionalProperties": False,
         }
@@ -179,9 +199,9 @@ def calls_schema(specs: Iterable[FunctionSpec]) -> dict[str, Any]:
     return {"anyOf": options}
 
 
-def _object_schema(fields: list[ArgumentSpec]) -> dict[str, Any]:
+def _object_schema(fields: list[ArgumentSpec], *, formats: Container[str] | None) -> dict[str, Any]:
     return {
-        "properties": {f.name: f.to_json_schema() for f in fields},
+        "properties": {f.name: f.to_json_schema(formats=formats) for f in fields},
         "required": [f.name for f in fields if f.required],
         "additionalProperties": False,
     }
@@ -258,6 +278,7 @@ def _trelis_argument(raw: Any, *, where: str, is_item: bool = False) -> Argument
         "required": required,
         "nullable": nullable or null_in_enum or bool(raw.get("nullable", False)),
         "enum": enum,
+        "format": _format(raw.get("format"), where=here),
     }
     if "default" in raw:
         fields.update(has_default=True, default=raw["default"])
@@ -321,6 +342,7 @@ def _schema_argument(name: str, schema: Any, *, required: bool, where: str) -> A
         "required": required,
         "nullable": nullable or type_nullable or null_in_enum or bool(schema.get("nullable", False)),
         "enum": enum,
+        "format": _format(schema.get("format"), where=here),
     }
     if "default" in schema:
         fields.update(has_default=True, default=schema["default"])
@@ -412,6 +434,15 @@ def _enum(enum: Any, *, where: str) -> list[Any] | None:
     if not isinstance(enum, list) or not enum:
         raise SpecError(f"In {where}: 'enum' must be a non-empty list of values.")
     return enum
+
+
+def _format(value: Any, *, where: str) -> str | None:
+    """A `format` as JSON Schema names them (lower case); formats are open-ended, so any name is kept."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SpecError(f"In {where}: 'format' must be a name such as \"email\" or \"date\", got {value!r}.")
+    return value.strip().lower() or None
 
 
 def _text(value: Any) -> str:

@@ -1,21 +1,31 @@
-"""Argument validation: a proposed call checked against its function's spec, with safe coercions and per-field errors."""
+"""Argument validation: a proposed call checked against its function's spec, with safe coercions and per-field errors.
+
+String formats (JSON Schema's `format`) are checked pragmatically: email, date, date-time, time, uri/url, uuid, ipv4
+and ipv6; surrounding whitespace is dropped from such values. Other formats are accepted as they are, as JSON Schema
+treats formats as annotations.
+"""
 
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
+import ipaddress
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
 from backend.calls import FunctionCall
 from backend.specs import ArgumentSpec, FunctionSpec
 
-__all__ = ["ValidatedCall", "validate_call", "validate_arguments", "CALL_ERROR_KEY"]
+__all__ = [
+    "ValidatedCall", "validate_call", "validate_arguments", "check_format", "CALL_ERROR_KEY", "VALIDATED_FORMATS",
+]
 
 CALL_ERROR_KEY = ""  # key of errors about the call as a whole (unknown function) rather than one field
 
@@ -23,6 +33,20 @@ _INTEGER_TEXT = re.compile(r"^[+-]?\d{1,300}$")
 _NUMBER_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _TRUE_TEXT = {"true", "yes"}
 _FALSE_TEXT = {"false", "no"}
+# Pragmatic, not RFC 5322: one @, no spaces, control characters or address punctuation, a dot in the domain, no
+# empty label, and a top-level label of two characters or more.
+_EMAIL_CHARS = r'[^\s@()<>\[\]:;,"\\\x00-\x1f\x7f]'
+_LABEL_CHARS = r'[^\s@()<>\[\]:;,"\\\x00-\x1f\x7f.]'
+_EMAIL = re.compile(rf"{_EMAIL_CHARS}{{1,64}}@(?:{_LABEL_CHARS}+\.)+{_LABEL_CHARS}{{2,}}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# HH:MM, seconds and their fraction optional, then an optional offset (RFC 3339 asks for one; people and pydantic
+# often leave it out).
+_HOUR = "(?:[01][0-9]|2[0-3])"
+_TIME = rf"{_HOUR}:[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{{1,9}})?)?(?:[Zz]|[+-]{_HOUR}:?[0-5][0-9])?"
+_TIME_ONLY = re.compile(_TIME)
+_DATE_TIME = re.compile(rf"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})[Tt ]{_TIME}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 
 
 class ValidatedCall(BaseModel):
@@ -112,6 +136,11 @@ def _check_value(field: ArgumentSpec, value: Any, *, key: str, errors: dict[str,
         if problem:
             errors[key] = problem
             return coerced
+    elif field.type == "string" and field.format is not None:
+        coerced, problem = check_format(field.format, coerced)
+        if problem:
+            errors[key] = problem
+            return coerced
     if field.type == "array" and field.items is not None:
         return [
             _check_value(field.items, item, key=f"{key}[{index}]", errors=errors, missing=missing)
@@ -164,6 +193,93 @@ def _coerce(field: ArgumentSpec, value: Any) -> tuple[Any, str | None]:
         return value, None
     decoded = _decode_json_text(value, dict)
     return (decoded, None) if decoded is not None else (value, f"Expected an object, got {_describe(value)}.")
+
+
+def check_format(format_name: str, value: str) -> tuple[str, str | None]:
+    """(value without surrounding whitespace, None) when `value` is text of the format, else (value, what to write).
+
+    A format this module does not know is accepted as it is.
+    """
+    check = _FORMAT_CHECKS.get(format_name)
+    if check is None:
+        return value, None
+    text = value.strip()
+    problem = check(text)
+    return (value, problem) if problem else (text, None)
+
+
+def _email(text: str) -> str | None:
+    return None if _EMAIL.fullmatch(text) else "Expected an e-mail address like name@example.com."
+
+
+def _date(text: str) -> str | None:
+    if not _DATE.fullmatch(text):
+        return "Expected a date as YYYY-MM-DD, like 2026-03-01."
+    return _calendar_problem(text)
+
+
+def _date_time(text: str) -> str | None:
+    match = _DATE_TIME.fullmatch(text)
+    if match is None:
+        return "Expected a date and time as YYYY-MM-DDTHH:MM:SS, like 2026-03-01T14:30:00Z."
+    return _calendar_problem(match.group(1))
+
+
+def _calendar_problem(date: str) -> str | None:
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError:
+        return f"There is no date {date} in the calendar."
+    return None
+
+
+def _time(text: str) -> str | None:
+    return None if _TIME_ONLY.fullmatch(text) else "Expected a time as HH:MM or HH:MM:SS, like 14:30 or 14:30:00+01:00."
+
+
+def _url(text: str) -> str | None:
+    problem = "Expected an absolute URL with a scheme and a host, like https://example.com/page."
+    if any(c.isspace() for c in text):
+        return problem
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return problem
+    return None if _URL_SCHEME.fullmatch(parts.scheme) and parts.hostname else problem
+
+
+def _uuid(text: str) -> str | None:
+    return None if _UUID.fullmatch(text) else "Expected a UUID like 123e4567-e89b-12d3-a456-426614174000."
+
+
+def _ip(version: int, example: str) -> Callable[[str], str | None]:
+    def check(text: str) -> str | None:
+        try:
+            if ipaddress.ip_address(text).version == version:
+                return None
+        except ValueError:
+            pass
+        return f"Expected an IPv{version} address like {example}."
+
+    return check
+
+
+# format -> its check: None when the text is of the format, else what to write instead
+_FORMAT_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "email": _email,
+    "idn-email": _email,
+    "date": _date,
+    "date-time": _date_time,
+    "time": _time,
+    "uri": _url,
+    "url": _url,
+    "iri": _url,
+    "uuid": _uuid,
+    "ipv4": _ip(4, "192.168.0.1"),
+    "ipv6": _ip(6, "2001:db8::1"),
+}
+VALIDATED_FORMATS = frozenset(_FORMAT_CHECKS)
 
 
 def _match_enum(options: list[Any], value: Any) -> tuple[Any, str | None]:

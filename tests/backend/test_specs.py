@@ -10,7 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.errors import SpecError
-from backend.specs import ArgumentSpec, FunctionSpec, calls_schema, function_list_text, load_functions
+from backend.specs import (
+    GRAMMAR_FORMATS,
+    ArgumentSpec,
+    FunctionSpec,
+    calls_schema,
+    function_list_text,
+    load_functions,
+)
 from tests.backend.strategies import function_specs, json_values, names, valid_objects
 
 try:
@@ -715,3 +722,99 @@ def test_valid_arguments_satisfy_calls_schema(data: st.DataObject) -> None:
     schema = calls_schema([spec, SEARCH_BING])
     assert _matches(schema, {"function": spec.name, "arguments": arguments})
     assert not _matches(schema, {"function": spec.name, "arguments": {**arguments, "not an argument": 1}})
+
+
+# --- string formats ---------------------------------------------------------------------------------------------
+
+CONTACT = {
+    "name": "contact",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "email": {"type": "string", "format": "email", "description": "Where to reply."},
+            "day": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
+            "cc": {"type": "array", "items": {"type": "string", "format": "email"}},
+            "site": {"type": "object", "properties": {"url": {"type": "string", "format": "URI "}}},
+            "size": {"type": "integer", "format": "int32"},
+        },
+        "required": ["email"],
+    },
+}
+
+
+def test_formats_load_from_json_schema_at_every_depth() -> None:
+    spec = _only({"type": "function", "function": CONTACT})
+    formats = {a.name: a.format for a in spec.arguments}
+    assert formats == {"email": "email", "day": "date", "cc": None, "site": None, "size": "int32"}
+    assert spec.argument("day").nullable
+    assert spec.argument("cc").items == ArgumentSpec(format="email")
+    assert spec.argument("site").properties == [ArgumentSpec(name="url", format="uri", required=False)]
+
+
+def test_formats_load_from_trelis_metadata() -> None:
+    assert _argument({"type": "string", "format": "email"}).format == "email"
+    assert _argument({"type": "array", "items": {"type": "string", "format": "date-time"}}).items.format == "date-time"
+    assert _argument({"type": "string", "format": "  "}).format is None
+    assert _argument({"type": "string"}).format is None
+
+
+def test_a_format_that_is_not_a_name_is_refused() -> None:
+    message = _error({"function": "f", "arguments": [{"name": "a", "type": "string", "format": ["email"]}]})
+    assert "'a'" in message and "'format'" in message
+
+
+def test_formats_go_into_json_schema_and_trelis_and_come_back() -> None:
+    spec = _only(CONTACT)
+    assert spec.to_json_schema()["properties"]["email"] == {
+        "type": "string", "description": "Where to reply.", "format": "email",
+    }
+    assert spec.to_trelis()["arguments"][0] == {
+        "name": "email", "type": "string", "description": "Where to reply.", "format": "email",
+    }
+    assert FunctionSpec.from_any(spec.to_trelis()) == spec
+    assert FunctionSpec.from_any(spec.to_openai_tool(formats=None)) == spec
+
+
+def _formats_in(schema: Any) -> list[tuple[Any, str]]:
+    """(type, format) of every schema fragment in `schema` that names a format."""
+    if isinstance(schema, list):
+        return [found for item in schema for found in _formats_in(item)]
+    if not isinstance(schema, dict):
+        return []
+    here = [(schema.get("type"), schema["format"])] if isinstance(schema.get("format"), str) else []
+    inner = [value for key, value in schema.items() if key not in ("default", "enum", "const")]  # values, not schemas
+    return here + [found for value in inner for found in _formats_in(value)]
+
+
+def test_grammar_schemas_keep_only_the_formats_every_grammar_engine_takes() -> None:
+    spec = _only(CONTACT)
+    assert sorted(_formats_in(calls_schema([spec]))) == [(["string", "null"], "date")]
+    assert _formats_in(spec.to_openai_tool()) == [(["string", "null"], "date")]
+    assert sorted(f for _, f in _formats_in(spec.to_json_schema())) == ["date", "email", "email", "int32", "uri"]
+    assert GRAMMAR_FORMATS == {"date", "date-time", "time", "uuid"}
+
+
+_any_format = st.sampled_from(["email", "date", "date-time", "time", "uuid", "uri", "ipv4", "int32", "made-up"])
+
+
+def _with_formats(arg: ArgumentSpec, draw: Any) -> ArgumentSpec:
+    """`arg` with a random format (or none) on it and everything inside it."""
+    update: dict[str, Any] = {"format": draw(st.none() | _any_format)}
+    if arg.items is not None:
+        update["items"] = _with_formats(arg.items, draw)
+    if arg.properties is not None:
+        update["properties"] = [_with_formats(p, draw) for p in arg.properties]
+    return arg.model_copy(update=update)
+
+
+@PROPERTY_SETTINGS
+@given(function_specs(), st.data())
+def test_any_formats_round_trip_and_grammar_schemas_carry_only_grammar_formats_on_strings(
+    spec: FunctionSpec, data: st.DataObject
+) -> None:
+    spec = spec.model_copy(update={"arguments": [_with_formats(a, data.draw) for a in spec.arguments]})
+    assert FunctionSpec.from_any(spec.to_trelis()) == spec
+    assert FunctionSpec.from_any(spec.to_openai_tool(formats=None)) == spec
+    for schema in (calls_schema([spec]), spec.to_openai_tool()):
+        for kind, name in _formats_in(schema):
+            assert name in GRAMMAR_FORMATS and kind in ("string", ["string", "null"])

@@ -1,7 +1,10 @@
-"""Argument validation: safe coercions only, enums, defaults, missing and unknown arguments, nested paths."""
+"""Argument validation: safe coercions only, enums, string formats, defaults, missing and unknown arguments, paths."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import uuid
 from typing import Any
 
 import pytest
@@ -10,7 +13,14 @@ from hypothesis import strategies as st
 
 from backend.calls import FunctionCall
 from backend.specs import ArgumentSpec, FunctionSpec
-from backend.validation import CALL_ERROR_KEY, ValidatedCall, validate_arguments, validate_call
+from backend.validation import (
+    CALL_ERROR_KEY,
+    VALIDATED_FORMATS,
+    ValidatedCall,
+    check_format,
+    validate_arguments,
+    validate_call,
+)
 from tests.backend.strategies import SCALAR_TYPES, function_specs, json_values, valid_objects
 
 PROPERTY_SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -411,3 +421,116 @@ def test_valid_calls_are_ok_and_validation_is_idempotent(data: st.DataObject) ->
             assert (arg.name in result.arguments) == arg.has_default
     again = validate_call(FunctionCall(name=spec.name, arguments=result.arguments), [spec])
     assert again.ok and again.arguments == result.arguments
+
+
+# -- string formats ------------------------------------------------------------------------------------------------
+
+FORMAT_CASES = {
+    "email": (["ana.silva@example.com", "a.b+tag@mail.example.co.uk", "jürgen@bücher.de"],
+              ["ana.silva(at)example", "ana.silva@example", "ana silva@example.com", "a@@example.com",
+               "a@example..com", "@example.com", "a@.example.com", "Ana <ana@example.com>", "a@example.c"],
+              "Expected an e-mail address like name@example.com."),
+    "date": (["2026-03-01", "2024-02-29", "0001-01-01"],
+             ["2026-3-1", "01/03/2026", "20260301", "2026-03-01T10:00", "March 1st", "٢٠٢٦-٠٣-٠١"],
+             "Expected a date as YYYY-MM-DD, like 2026-03-01."),
+    "date-time": (["2026-03-01T14:30:00Z", "2026-03-01T14:30:00.123+01:00", "2026-03-01 14:30", "2026-03-01T14:30:00"],
+                  ["2026-03-01", "2026-03-01T25:00", "2026-03-01T14:30:00+1", "tomorrow at 3"],
+                  "Expected a date and time as YYYY-MM-DDTHH:MM:SS, like 2026-03-01T14:30:00Z."),
+    "time": (["14:30", "14:30:00", "23:59:59.5Z", "08:00:00-05:00"],
+             ["24:00", "2pm", "14h30", "14:60", "1430"],
+             "Expected a time as HH:MM or HH:MM:SS, like 14:30 or 14:30:00+01:00."),
+    "uri": (["https://example.com/page?q=1#top", "http://127.0.0.1:8080/", "ftp://[2001:db8::1]/file"],
+            ["example.com/page", "/page", "mailto:ana@example.com", "https://", "https://exa mple.com",
+             "http://example.com:99999/", "https://[::1/"],
+            "Expected an absolute URL with a scheme and a host, like https://example.com/page."),
+    "uuid": (["123e4567-e89b-12d3-a456-426614174000", "123E4567-E89B-12D3-A456-426614174000"],
+             ["123e4567e89b12d3a456426614174000", "{123e4567-e89b-12d3-a456-426614174000}", "not-a-uuid"],
+             "Expected a UUID like 123e4567-e89b-12d3-a456-426614174000."),
+    "ipv4": (["192.168.0.1", "0.0.0.0"], ["256.1.1.1", "01.2.3.4", "1.2.3", "::1"],
+             "Expected an IPv4 address like 192.168.0.1."),
+    "ipv6": (["2001:db8::1", "::1", "::ffff:192.168.0.1"], ["192.168.0.1", "2001:db8:::1", "gggg::1"],
+             "Expected an IPv6 address like 2001:db8::1."),
+}
+
+
+@pytest.mark.parametrize("format_name", FORMAT_CASES)
+def test_each_validated_format_accepts_its_text_and_says_what_it_expects_otherwise(format_name: str) -> None:
+    good, bad, message = FORMAT_CASES[format_name]
+    arg = ArgumentSpec(name="x", format=format_name)
+    for value in good:
+        assert _value(arg, value) == value
+    for value in bad:
+        assert _error(arg, value) == message, value
+    assert VALIDATED_FORMATS >= set(FORMAT_CASES)
+
+
+def test_the_user_reports_e_mail_is_refused_and_a_real_one_passes_without_its_spaces() -> None:
+    email = ArgumentSpec(name="email", format="email")
+    assert _error(email, "ana.silva(at)example") == "Expected an e-mail address like name@example.com."
+    assert _value(email, "  ana.silva@example.com\n") == "ana.silva@example.com"
+
+
+def test_a_day_the_month_does_not_have_is_named() -> None:
+    assert _error(ArgumentSpec(name="d", format="date"), "2026-02-30") == "There is no date 2026-02-30 in the calendar."
+    assert _error(ArgumentSpec(name="d", format="date-time"), "2023-02-29T10:00") == (
+        "There is no date 2023-02-29 in the calendar."
+    )
+
+
+def test_unknown_formats_and_formats_of_other_types_are_annotations_only() -> None:
+    assert _value(ArgumentSpec(name="h", format="hostname"), " any text ") == " any text "
+    assert _value(ArgumentSpec(name="n", type="integer", format="int32"), "42") == 42
+    assert check_format("made-up", "whatever") == ("whatever", None)
+
+
+def test_formats_apply_to_null_items_and_fields_as_to_any_string() -> None:
+    nullable = ArgumentSpec(name="cc", format="email", nullable=True)
+    assert _check(nullable, None).ok
+    emails = ArgumentSpec(name="to", type="array", items=ArgumentSpec(format="email"))
+    result = _check(emails, ["a@example.com", "b(at)example.com"])
+    assert result.errors == {"to[1]": "Expected an e-mail address like name@example.com."}
+    contact = ArgumentSpec(name="contact", type="object", properties=[ArgumentSpec(name="email", format="email")])
+    assert _value(contact, {"email": " a@example.com "}) == {"email": "a@example.com"}
+    # An enum is its own check: its values are the author's, whatever they look like.
+    assert _value(ArgumentSpec(name="e", format="email", enum=["support"]), "support") == "support"
+
+
+_EXAMPLES = st.sampled_from(["2026-03-01", "14:30", "a@example.com", "https://example.com", "::1", "10.0.0.1"])
+
+
+@PROPERTY_SETTINGS
+@given(format_name=st.sampled_from(sorted(VALIDATED_FORMATS)), text=st.text(max_size=40) | _EXAMPLES)
+def test_a_format_check_never_raises_and_only_ever_trims_what_it_accepts(format_name: str, text: str) -> None:
+    checked, problem = check_format(format_name, text)
+    if problem is None:
+        assert checked == text.strip() and check_format(format_name, checked) == (checked, None)
+    else:
+        assert checked == text and problem.endswith(".") and problem[0].isupper()
+    if format_name == "email" and "@" not in text:
+        assert problem is not None
+
+
+_OFFSETS = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: datetime.timezone(datetime.timedelta(minutes=m)))
+
+
+@PROPERTY_SETTINGS
+@given(
+    day=st.dates(),
+    moment=st.datetimes(timezones=st.none() | _OFFSETS),
+    clock=st.times(timezones=st.none() | _OFFSETS),
+    identifier=st.uuids(),
+    v4=st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address),
+    v6=st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address),
+    email=st.emails(),
+)
+def test_what_python_writes_for_each_format_passes(
+    day: datetime.date, moment: datetime.datetime, clock: datetime.time, identifier: uuid.UUID,
+    v4: ipaddress.IPv4Address, v6: ipaddress.IPv6Address, email: str,
+) -> None:
+    written = {
+        "date": day.isoformat(), "date-time": moment.isoformat(), "time": clock.isoformat(),
+        "uuid": str(identifier), "ipv4": str(v4), "ipv6": str(v6), "email": email,
+    }
+    for format_name, text in written.items():
+        assert check_format(format_name, text) == (text, None), (format_name, text)
+    assert check_format("ipv6", str(v4))[1] is not None and check_format("ipv4", str(v6))[1] is not None
