@@ -5,7 +5,7 @@ from __future__ import annotations
 from backend.tools.build import build_registry
 from backend.tools.function_list import function_list_tools, load_function_list
 from backend.tools.http_tools import load_http_tools
-from backend.tools.python_tools import load_python_tools, tool, tool_from_function
+from backend.tools.python_tools import Format, load_python_tools, tool, tool_from_function
 from backend.tools.registry import (
     DEFAULT_MAX_RESULT_BYTES,
     DEFAULT_TIMEOUT_S,
@@ -21,6 +21,7 @@ from backend.tools.support_desk import SupportDesk, TicketView, support_desk_too
 __all__ = [
     "DEFAULT_MAX_RESULT_BYTES",
     "DEFAULT_TIMEOUT_S",
+    "Format",
     "SupportDesk",
     "TicketView",
     "Tool",

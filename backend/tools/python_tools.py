@@ -1,4 +1,14 @@
-"""Python functions as tools: the `@tool` decorator, schemas from type hints and docstrings, loading a tools file."""
+"""Python functions as tools: the `@tool` decorator, schemas from type hints and docstrings, loading a tools file.
+
+A text argument can name what kind of text it holds (JSON Schema's `format`, checked before the tool runs):
+
+    @tool
+    def create_ticket(email: Annotated[str, Format("email")], due: datetime.date) -> dict: ...
+
+`datetime.date`, `datetime.datetime`, `datetime.time`, `uuid.UUID`, `ipaddress.IPv4Address` / `IPv6Address` and
+pydantic's URL types get their format ("date", "date-time", "time", "uuid", "ipv4" / "ipv6", "uri") by themselves;
+`Format(...)` works on plain `str` arguments, in pydantic models, TypedDicts and dataclasses, and in list items.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +20,7 @@ import enum
 import hashlib
 import importlib.util
 import inspect
+import ipaddress
 import logging
 import re
 import sys
@@ -21,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, NotRequired, Required, Union
 
-from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
+from pydantic import AnyUrl, BaseModel, PydanticUserError, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
@@ -29,19 +40,21 @@ from backend.errors import ToolConfigError
 from backend.specs import ArgType, ArgumentSpec, FunctionSpec, common_type
 from backend.tools.registry import DEFAULT_TIMEOUT_S, Handler, Tool, ToolFailure, ToolPolicy
 
-__all__ = ["tool", "tool_from_function", "load_python_tools", "parse_docstring"]
+__all__ = ["Format", "tool", "tool_from_function", "load_python_tools", "parse_docstring"]
 
 logger = logging.getLogger(__name__)
 
 _TOOL_ATTRIBUTE = "__callcard_tool__"
 _NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SCALARS: dict[type, ArgType] = {str: "string", bool: "boolean", int: "integer", float: "number"}
-# Types pydantic reads from text; the hint tells the model which text to write.
-_TEXT_TYPES: dict[type, str] = {
-    datetime.datetime: "a date and time, ISO 8601",
-    datetime.date: "a date, YYYY-MM-DD",
-    datetime.time: "a time, HH:MM[:SS]",
-    uuid.UUID: "a UUID",
+# Types pydantic reads from text: the hint tells the model which text to write, the format lets the validator check it.
+_TEXT_TYPES: dict[type, tuple[str, str | None]] = {
+    datetime.datetime: ("a date and time, ISO 8601", "date-time"),
+    datetime.date: ("a date, YYYY-MM-DD", "date"),
+    datetime.time: ("a time, HH:MM[:SS]", "time"),
+    uuid.UUID: ("a UUID", "uuid"),
+    ipaddress.IPv4Address: ("an IPv4 address", "ipv4"),
+    ipaddress.IPv6Address: ("an IPv6 address", "ipv6"),
 }
 _ARRAY_ORIGINS = {list, set, frozenset, tuple, Sequence, typing.Sequence}
 _OBJECT_ORIGINS = {dict, Mapping, typing.Mapping}
@@ -53,6 +66,18 @@ _OTHER_SECTIONS = {
 _SPHINX_FIELD = re.compile(r"^:(?:param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?\*{0,2}(\w+)\s*:\s*(.*)$")
 _GOOGLE_ENTRY = re.compile(r"^\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 _NUMPY_ENTRY = re.compile(r"^\*{0,2}(\w+)\s*(?::.*)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """The JSON Schema `format` of a text argument, e.g. `Annotated[str, Format("email")]`."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ToolConfigError(f"Format needs a name such as \"email\" or \"date\", got {self.name!r}.")
+        object.__setattr__(self, "name", self.name.strip().lower())
 
 
 def tool(
@@ -249,7 +274,7 @@ def _argument(
     name: str, annotation: Any, *, description: str, where: str, seen: tuple[type, ...], required: bool = True
 ) -> ArgumentSpec:
     """The ArgumentSpec for one annotated parameter or field."""
-    annotation, description = _unwrap_annotated(annotation, description)
+    annotation, description, text_format = _unwrap_annotated(annotation, description, None)
     nullable = False
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
@@ -258,9 +283,11 @@ def _argument(
         nullable = len(non_null) < len(options)
         if len(non_null) != 1:
             raise ToolConfigError(f"{where}: a choice between several types is not supported; use one type.")
-        annotation, description = _unwrap_annotated(non_null[0], description)
+        annotation, description, text_format = _unwrap_annotated(non_null[0], description, text_format)
         origin = typing.get_origin(annotation)
-    fields: dict[str, Any] = {"name": name, "description": description, "required": required, "nullable": nullable}
+    fields: dict[str, Any] = {
+        "name": name, "description": description, "required": required, "nullable": nullable, "format": text_format,
+    }
     if origin is Literal:
         values = [v.value if isinstance(v, enum.Enum) else v for v in typing.get_args(annotation)]
         if None in values:
@@ -274,9 +301,12 @@ def _argument(
         return ArgumentSpec(**fields, type=_SCALARS[annotation])
     if annotation is decimal.Decimal:
         return ArgumentSpec(**fields, type="number")
-    if annotation in _TEXT_TYPES or (isinstance(annotation, type) and issubclass(annotation, PurePath)):
-        hint = _TEXT_TYPES.get(annotation, "a file path")
+    if annotation in _TEXT_TYPES or (isinstance(annotation, type) and issubclass(annotation, (PurePath, AnyUrl))):
+        hint, implied = _TEXT_TYPES.get(annotation) or (
+            ("a URL", "uri") if issubclass(annotation, AnyUrl) else ("a file path", None)
+        )
         fields["description"] = f"{description} ({hint})".strip() if hint not in description else description
+        fields["format"] = text_format or implied
         return ArgumentSpec(**fields, type="string")
     if annotation is Any or annotation is object:
         return ArgumentSpec(**fields, type="string")
@@ -294,17 +324,29 @@ def _argument(
                           "dict, Literal, an Enum, a pydantic model or a TypedDict.")
 
 
-def _unwrap_annotated(annotation: Any, description: str) -> tuple[Any, str]:
-    """Strip Annotated/Required/NotRequired; a string or Field(description=...) inside Annotated describes it best."""
+def _unwrap_annotated(annotation: Any, description: str, text_format: str | None) -> tuple[Any, str, str | None]:
+    """Strip Annotated/Required/NotRequired; a string or Field inside gives the description, a Format the format."""
     while typing.get_origin(annotation) in (Annotated, Required, NotRequired):
         if typing.get_origin(annotation) is Annotated:
             for extra in annotation.__metadata__:
                 if isinstance(extra, str):
                     description = extra.strip()
-                elif isinstance(extra, FieldInfo) and extra.description:
-                    description = extra.description
+                elif isinstance(extra, Format):
+                    text_format = extra.name
+                elif isinstance(extra, FieldInfo):
+                    description = extra.description or description
+                    text_format = _field_format(extra) or text_format
         annotation = typing.get_args(annotation)[0]
-    return annotation, description
+    return annotation, description, text_format
+
+
+def _field_format(info: FieldInfo) -> str | None:
+    """The format a pydantic Field names in `json_schema_extra`, or a Format among its metadata."""
+    named = next((extra.name for extra in info.metadata if isinstance(extra, Format)), None)
+    extra_schema = info.json_schema_extra
+    if named is None and isinstance(extra_schema, dict) and isinstance(extra_schema.get("format"), str):
+        named = Format(extra_schema["format"]).name
+    return named
 
 
 def _items(annotation: Any, *, where: str, seen: tuple[type, ...]) -> ArgumentSpec | None:
@@ -329,6 +371,9 @@ def _object_fields(cls: type, *, where: str, seen: tuple[type, ...]) -> list[Arg
                 key, info.annotation, description=info.description or "", where=f"{where}.{key}", seen=seen,
                 required=info.is_required(),
             )
+            named = _field_format(info)  # pydantic keeps a field's Annotated extras apart from its annotation
+            if named is not None:
+                argument = argument.model_copy(update={"format": named})
             default = info.default if info.default is not PydanticUndefined and info.default_factory is None else (
                 inspect.Parameter.empty
             )

@@ -8,7 +8,7 @@ import random
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel
 from sqlalchemy import event
@@ -16,8 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from backend.tools.python_tools import tool_from_function
+from backend.tools.python_tools import Format, tool_from_function
 from backend.tools.registry import Tool, ToolFailure
+from backend.validation import check_format
 
 __all__ = [
     "DATABASE_FILE",
@@ -39,6 +40,7 @@ _SEED = 1001
 _ORDER_COUNT = 30
 _SEED_START = datetime.date(2026, 9, 1)
 _NO_ORDER_WORDS = {"none", "n/a", "na", "-", "no order", "unknown"}
+_Email = Annotated[str, Format("email")]
 
 # Own metadata: the desk lives in its own file, apart from the conversation store's tables.
 _desk_registry = registry()
@@ -184,7 +186,7 @@ class SupportDesk:
             order = self._order(session, order_number)
             return self._view(session, order).model_dump(mode="json")
 
-    def list_orders(self, email: str) -> dict[str, Any]:
+    def list_orders(self, email: _Email) -> dict[str, Any]:
         """List a customer's orders, newest first, by the e-mail address they ordered with.
 
         Args:
@@ -276,7 +278,7 @@ class SupportDesk:
                 "message": f"Order {order.number} is cancelled; the refund goes back to the original payment method.",
             }
 
-    def create_support_ticket(self, name: str, email: str, order_number: str, issue: str) -> dict[str, Any]:
+    def create_support_ticket(self, name: str, email: _Email, order_number: str, issue: str) -> dict[str, Any]:
         """Open a support ticket so a person from the support team follows up with the customer.
 
         Args:
@@ -285,8 +287,8 @@ class SupportDesk:
             order_number: The order the issue is about, e.g. A1001 ("none" when it is about no order).
             issue: What went wrong, in a few sentences.
         """
-        email = email.strip()
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+        email, problem = check_format("email", email)
+        if problem:  # the registry checks arguments first; this is for callers that come straight here
             raise ToolFailure(f"{email!r} does not look like an e-mail address; ask the customer for it again.")
         note = None
         with Session(self.engine) as session:

@@ -286,3 +286,35 @@ def test_empty_or_wrong_shaped_file(tmp_path: Path) -> None:
         load_http_tools(_write(tmp_path, "- just a list\n"))
     with pytest.raises(ToolConfigError, match="no such HTTP tools file"):
         load_http_tools(tmp_path / "missing.yaml")
+
+
+def test_an_argument_s_format_is_read_from_the_file_and_checked_before_any_request(
+    tmp_path: Path, fake_server: FakeServer
+) -> None:
+    fake_server.reply("/subscribe", Reply(body={"ok": True}))
+    path = _write(tmp_path, f"""\
+        tools:
+          - name: subscribe
+            description: Subscribe someone to the newsletter.
+            arguments:
+              - name: email
+                type: string
+                format: email
+                description: Their e-mail address.
+              - name: start
+                type: string
+                format: date
+                description: The first issue's date.
+            request:
+              method: POST
+              url: {fake_server.url}/subscribe
+              body: [email, start]
+        """)
+    registry = _registry(path)
+    spec = registry.get("subscribe").spec
+    assert [(a.name, a.format) for a in spec.arguments] == [("email", "email"), ("start", "date")]
+    refused = _run(registry.execute("subscribe", {"email": "ana.silva(at)example", "start": "2026-03-01"}))
+    assert refused.error == "Invalid arguments for subscribe: email: Expected an e-mail address like name@example.com."
+    assert fake_server.requests == []
+    assert _run(registry.execute("subscribe", {"email": "ana.silva@example.com ", "start": "2026-03-01"})).ok
+    assert json.loads(fake_server.requests[0].body) == {"email": "ana.silva@example.com", "start": "2026-03-01"}

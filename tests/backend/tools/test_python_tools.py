@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import enum
+import ipaddress
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, Optional, TypedDict
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, Field
+from pydantic import AnyUrl, BaseModel, Field, HttpUrl
 
 from backend.errors import ToolConfigError
 from backend.specs import ArgumentSpec
-from backend.tools import ToolPolicy, ToolRegistry, load_python_tools, tool, tool_from_function
+from backend.tools import Format, ToolPolicy, ToolRegistry, load_python_tools, tool, tool_from_function
 from backend.tools.python_tools import parse_docstring
 
 
@@ -334,3 +337,87 @@ def test_load_python_tools_errors_name_the_file(tmp_path: Path, source: str, mes
 def test_load_python_tools_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ToolConfigError, match="no such Python tools file"):
         load_python_tools(tmp_path / "nope.py")
+
+
+# -- string formats ------------------------------------------------------------------------------------------------
+
+
+class Contact(BaseModel):
+    email: Annotated[str, Format("email")]
+    site: str = Field(default="https://example.com", json_schema_extra={"format": "uri"})
+
+
+class Recipient(TypedDict):
+    email: Annotated[str, Format("email")]
+
+
+@dataclasses.dataclass
+class Visit:
+    on: datetime.date
+    contact: Annotated[str, Format("Email ")]
+
+
+def test_formats_come_from_format_markers_fields_and_typed_values() -> None:
+    def f(
+        email: Annotated[str, Format("email")], cc: list[Annotated[str, Format("email")]],
+        reply_to: Annotated[str, Format("email")] | None, backup: Annotated[str | None, Format("email")],
+        day: datetime.date, at: datetime.datetime, clock: datetime.time, ticket: uuid.UUID,
+        host: ipaddress.IPv4Address, host6: ipaddress.IPv6Address, page: HttpUrl, site: AnyUrl,
+        explicit: Annotated[datetime.date, Format("date-time")],
+        field: Annotated[str, Field(description="When.", json_schema_extra={"format": "time"})],
+        contact: Contact, recipient: Recipient, visit: Visit, plain: str, path: Path,
+    ) -> None:
+        """Format everything."""
+
+    args = _args(f)
+    assert {name: arg.format for name, arg in args.items() if arg.format} == {
+        "email": "email", "reply_to": "email", "backup": "email", "day": "date", "at": "date-time", "clock": "time",
+        "ticket": "uuid", "host": "ipv4", "host6": "ipv6", "page": "uri", "site": "uri", "explicit": "date-time",
+        "field": "time",
+    }
+    assert args["cc"].items == ArgumentSpec(format="email")
+    assert args["reply_to"].nullable and args["backup"].nullable and args["field"].description == "When."
+    assert [(p.name, p.format) for p in args["contact"].properties] == [("email", "email"), ("site", "uri")]
+    assert [(p.name, p.format) for p in args["recipient"].properties] == [("email", "email")]
+    assert [(p.name, p.format) for p in args["visit"].properties] == [("on", "date"), ("contact", "email")]
+    assert args["page"].description == "(a URL)"
+
+
+def test_a_format_needs_a_name() -> None:
+    with pytest.raises(ToolConfigError, match="Format needs a name"):
+        Format(" ")
+
+
+def test_formatted_arguments_are_checked_and_trimmed_before_the_function_runs() -> None:
+    received: list[tuple[str, datetime.date]] = []
+
+    def remind(email: Annotated[str, Format("email")], on: datetime.date) -> str:
+        """Send a reminder."""
+        received.append((email, on))
+        return "sent"
+
+    registry = ToolRegistry([tool_from_function(remind)])
+    refused = _run(registry.execute("remind", {"email": "ana.silva(at)example", "on": "2026-02-30"}))
+    assert refused.error == (
+        "Invalid arguments for remind: email: Expected an e-mail address like name@example.com.; "
+        "on: There is no date 2026-02-30 in the calendar."
+    )
+    assert received == []
+    assert _run(registry.execute("remind", {"email": " ana.silva@example.com ", "on": "2026-03-01"})).ok
+    assert received == [("ana.silva@example.com", datetime.date(2026, 3, 1))]
+
+
+def test_a_tools_file_declares_formats_with_backend_tools_format(tmp_path: Path) -> None:
+    module = tmp_path / "formatted_tools.py"
+    module.write_text(textwrap.dedent('''
+        from __future__ import annotations
+        from typing import Annotated
+        from backend.tools import Format, tool
+
+        @tool
+        def invite(email: Annotated[str, Format("email")]) -> str:
+            """Invite someone."""
+            return email
+    '''))
+    (invite,) = load_python_tools(module)
+    assert invite.spec.to_json_schema()["properties"]["email"] == {"type": "string", "format": "email"}

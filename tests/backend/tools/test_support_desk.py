@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from backend.tools import SupportDesk, ToolRegistry, support_desk_tools
+from backend.tools import SupportDesk, ToolFailure, ToolRegistry, support_desk_tools
 from backend.tools.support_desk import DATABASE_FILE, OrderStatus, normalise_order_number
 
 
@@ -121,9 +121,12 @@ def test_tickets(registry: ToolRegistry, desk: SupportDesk) -> None:
     }))
     assert first.ok and second.ok and first.value["ticket"] != second.value["ticket"]
     bad_email = _run(registry.execute("create_support_ticket", {
-        "name": "X", "email": "not-an-email", "order_number": "none", "issue": "?",
+        "name": "X", "email": "ana.silva(at)example", "order_number": "none", "issue": "?",
     }))
-    assert not bad_email.ok and "does not look like an e-mail address" in bad_email.error
+    assert not bad_email.ok
+    assert bad_email.error == (
+        "Invalid arguments for create_support_ticket: email: Expected an e-mail address like name@example.com."
+    )
     tickets = desk.list_tickets()
     assert [t.ticket for t in tickets] == [second.value["ticket"], first.value["ticket"]]
     assert tickets[1].order_number == "A1001" and tickets[0].order_number is None
@@ -144,3 +147,20 @@ def test_reads_are_read_only_and_writes_are_not(desk: SupportDesk) -> None:
         "lookup_order": True, "list_orders": True, "update_shipping_address": False, "cancel_order": False,
         "create_support_ticket": False,
     }
+
+
+def test_e_mail_arguments_declare_their_format_and_are_checked_before_the_desk_is_touched(
+    registry: ToolRegistry, desk: SupportDesk
+) -> None:
+    specs = {tool.name: tool.spec for tool in support_desk_tools(desk)}
+    formats = {
+        (name, argument.name): argument.format for name, spec in specs.items() for argument in spec.arguments
+        if argument.format is not None
+    }
+    assert formats == {("list_orders", "email"): "email", ("create_support_ticket", "email"): "email"}
+    listed = _run(registry.execute("list_orders", {"email": "ada.lovelace(at)example.com"}))
+    assert not listed.ok and listed.error.endswith("email: Expected an e-mail address like name@example.com.")
+    # Called straight, not through the registry, the desk still refuses what is not an address.
+    with pytest.raises(ToolFailure, match="does not look like an e-mail address"):
+        desk.create_support_ticket(name="X", email="ana.silva(at)example", order_number="none", issue="?")
+    assert desk.list_tickets() == []
