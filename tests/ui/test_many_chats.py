@@ -50,7 +50,8 @@ def test_45_chats_stream_at_the_same_time_and_none_waits_for_another_to_end(app:
     hold = app.fake.hold_streams(CHATS, after_tokens=FIRST_TOKENS, timeout_s=HOLD_TIMEOUT_S, until_released=True)
     try:
         with hold:
-            jobs = [client.submit(f"Where is my order {i}?", None, api_name="/send") for i, client in enumerate(clients)]
+            questions = [f"Where is my order {index}?" for index in range(CHATS)]
+            jobs = [client.submit(q, None, api_name="/send") for client, q in zip(clients, questions, strict=True)]
             deadline = time.monotonic() + WAIT_S
             while not all(map(_showed_words, jobs)) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -59,7 +60,7 @@ def test_45_chats_stream_at_the_same_time_and_none_waits_for_another_to_end(app:
                 f"chats {silent} showed no words while the other chats' replies were held open after their first "
                 f"words, so they were waiting for another chat to end ({hold.describe()})"
             )
-            assert hold.wait_until_held(CHATS), f"the model server never had every reply open at once: {hold.describe()}"
+            assert hold.wait_until_held(CHATS), f"the server never had every reply open at once: {hold.describe()}"
             hold.release()
             answers = [_assistant_text(job.result(timeout=WAIT_S)) for job in jobs]
         assert answers == [REPLY] * CHATS
