@@ -120,13 +120,15 @@ class Recorded:
         """Whether this request asked for generated text."""
         return self.method == "POST" and (self.path in _GENERATE_PATHS or self.path in _CHAT_PATHS)
 
+_HUNG_UP = "the client hung up"  # StreamHold.wait's answer for a stream whose client left while it was held
+
 
 class StreamHold:
     """Reply streams held open until `peers` of them are held at once (or, with `until_released`, until `release()`).
 
     A held stream has sent its headers and its first `after_tokens` events and is still open, so once `peers` are
     held, that many generation requests were provably in flight together, none of them finished. Streams that
-    arrive after the hold opened go straight on. `timeout_s` after the first stream arrived, a hold that has not
+    arrive after the hold opened go straight on; answers that are not streamed are never held. `timeout_s` after the first stream arrived, a hold that has not
     opened breaks: every held stream, and every later one, ends with TGI's error event saying so.
     """
 
@@ -191,7 +193,7 @@ class StreamHold:
             return f"{state}; {self._progress()}"
 
     def wait(self, connection: socket.socket) -> str | None:
-        """Hold the calling stream: None to go on, "disconnected" if its client hung up, else why it fails."""
+        """Hold the calling stream: None to go on, _HUNG_UP if its client left, else why the stream fails."""
         with self._condition:
             if self.opened or self.failure is not None:
                 return self.failure
@@ -212,7 +214,7 @@ class StreamHold:
                     self._condition.wait(min(remaining, 0.05))
                     # A client that hung up is no longer in flight: it must not count towards `peers`.
                     if not self.opened and _hung_up(connection):
-                        return "disconnected"
+                        return _HUNG_UP
             finally:
                 self.held -= 1
             return self.failure
@@ -533,7 +535,7 @@ class _Handler(BaseHTTPRequestHandler):
         if outcome is None:
             return True
         self.close_connection = True
-        if outcome == "disconnected":
+        if outcome == _HUNG_UP:
             record.disconnected = True
             return False
         self._write_event({"error": f"FakeTGI hold_streams: {outcome}", "error_type": "generation"})

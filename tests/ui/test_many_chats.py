@@ -17,8 +17,6 @@ from ui.app import frame_interval
 # More than Gradio's own default of 40 jobs at once, which used to hold the 41st chat back until the first ended.
 CHATS = 45
 REPLY = "Your order left the warehouse on Monday and should arrive by Friday at the latest."
-
-
 # Every reply is held open after its first words until all chats have shown theirs (no clock involved): a chat that
 # waited for another to end would never show any. The limits below only bound how long a failure takes to report.
 FIRST_TOKENS = 3  # "Your order": tokens the fake server sends before holding a reply
@@ -40,7 +38,7 @@ def _assistant_text(output: Any) -> str:
 
 
 def _showed_words(job: Job) -> bool:
-    return any(REPLY.startswith(text) and text for text in map(_assistant_text, job.outputs()))
+    return any(text and REPLY.startswith(text) for text in map(_assistant_text, job.outputs()))
 
 
 def test_45_chats_stream_at_the_same_time_and_none_waits_for_another_to_end(app: RunningApp) -> None:
