@@ -72,8 +72,9 @@ def main(argv: list[str]) -> int:
         interrupted = store.interrupt_unfinished_calls()
         if interrupted:
             logging.warning("%d call(s) were running when Callcard stopped; marked interrupted", len(interrupted))
+        desk = SupportDesk(settings.data_dir)
         registry = build_registry(
-            support_desk=SupportDesk(settings.data_dir), python_tools=settings.tools, http_tools=settings.http_tools,
+            support_desk=desk, python_tools=settings.tools, http_tools=settings.http_tools,
             function_list=settings.functions, auto_tools=settings.auto_tool_names,
             disabled_tools=settings.disabled_tool_names, max_result_bytes=settings.max_result_bytes,
         )
@@ -94,7 +95,7 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, _stop)  # docker stop, Spaces restarts: shut down like Ctrl-C
         try:
             launch(
-                build_app(engine=engine, registry=registry, people=people), people=people,
+                build_app(engine=engine, registry=registry, people=people, tickets=desk.list_tickets), people=people,
                 health=lambda: check_health(store, engine.backend),
             )
         finally:

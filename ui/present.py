@@ -1,8 +1,8 @@
-"""What the UI shows, as pure functions: engine events and stored history -> chat messages, calls -> card fields,
-audit records -> rows, model info -> a status line. No gradio here: chat messages are plain `gr.ChatMessage` dicts.
+"""What the UI shows, as pure functions: engine events and stored history -> chat messages, audit records -> rows,
+model info -> a status line, tools -> the Tools tab. No gradio here: chat messages are plain `gr.ChatMessage` dicts.
 
-Everything from the model, a tool or a user is treated as untrusted text: it is put in code blocks or code spans, or
-escaped, before it reaches Markdown (the Chatbot and gr.Markdown sanitise too; this is the second line of defence).
+Everything from a model, a tool or a person is untrusted: people's text is shown literally, model and tool text as
+inert Markdown (ui/safe_text.py), and everything else we put into Markdown is escaped or in code spans.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from backend.engine import (
     AssistantNote,
@@ -34,59 +33,37 @@ from backend.llm import ModelInfo
 from backend.specs import ArgumentSpec
 from backend.store import SETTLED_STATUSES, CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User
 from backend.tools import Tool, ToolPolicy
-from backend.validation import validate_arguments
+from ui.deck import status_label
+from ui.safe_text import inert_markdown, literal_line, literal_markdown
 
 __all__ = [
     "ChatDict",
     "ChatStream",
-    "FieldView",
-    "Widget",
     "AUDIT_COLUMNS",
-    "NOT_SET",
     "md_text",
     "md_code",
     "md_fence",
-    "status_label",
     "call_message",
     "history_chat",
     "error_text",
-    "update_cards",
-    "open_cards",
-    "card_fields",
-    "arguments_from_fields",
-    "check_fields",
-    "field_errors",
-    "arguments_json",
-    "arguments_from_json",
-    "format_result",
     "conversation_choices",
     "status_markdown",
     "tools_markdown",
     "audit_rows",
     "audit_csv",
+    "TICKET_COLUMNS",
+    "tickets_rows",
 ]
 
 ChatDict = dict[str, Any]
-Widget = Literal["text", "integer", "number", "checkbox", "tristate", "dropdown", "lines", "json"]
 
-NOT_SET = "(not set)"  # the blank choice of an optional yes/no field
 PREPARING_TITLE = "🛠️ Preparing a function call…"
 _CHAT_RESULT_CHARS = 3000  # results longer than this are cut in the chat; the card and the export keep them whole
-_FOLD_LINES = 25
-_FOLD_CHARS = 2500
-_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 _BACKTICKS = re.compile(r"`+")
 _SPREADSHEET_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_RUNNING = frozenset({CallStatus.CONFIRMED, CallStatus.RUNNING})
+_STOPPED_NOTE = "⏹️ *Stopped.*"
 
-_STATUS_LABELS: dict[CallStatus, str] = {
-    CallStatus.PROPOSED: "⏸️ waiting for your confirmation",
-    CallStatus.CONFIRMED: "⏳ confirmed",
-    CallStatus.RUNNING: "⏳ running…",
-    CallStatus.SUCCEEDED: "✅ done",
-    CallStatus.FAILED: "❌ failed",
-    CallStatus.REJECTED: "🚫 rejected",
-    CallStatus.INTERRUPTED: "⚠️ interrupted",
-}
 _BACKEND_LABELS = {"embedded": "embedded (CPU)", "tgi": "TGI", "openai": "OpenAI-compatible"}
 _POLICY_LABELS = {
     ToolPolicy.CONFIRM: "asks for confirmation",
@@ -95,8 +72,8 @@ _POLICY_LABELS = {
 }
 
 AUDIT_COLUMNS = [
-    "Time (UTC)", "User", "Conversation", "Function", "Proposed arguments", "Confirmed arguments", "Edited",
-    "Status", "Duration (ms)", "Result or error",
+    "Decided (UTC)", "User", "Conversation", "Function", "Status", "Result or error", "Arguments run",
+    "Proposed arguments", "Edited", "Duration (ms)",
 ]
 
 
@@ -105,7 +82,7 @@ AUDIT_COLUMNS = [
 
 def md_text(text: Any) -> str:
     """`text` as literal Markdown on one line: every ASCII punctuation mark backslash-escaped, so no HTML or markup."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    return literal_line(text)
 
 
 def md_code(text: Any) -> str:
@@ -131,59 +108,98 @@ def _pretty(value: Any) -> str:
 # -- The chat ----------------------------------------------------------------------------------------------------
 
 
-def status_label(view: CallView) -> str:
-    """A call's status in words (with an icon)."""
-    label = _STATUS_LABELS.get(view.status, str(view.status))
-    if view.auto and view.status in SETTLED_STATUSES:
-        label += " (ran automatically)"
-    return label
+def call_message(view: CallView, *, on_card: bool = False) -> ChatDict:
+    """A call as a collapsible chat message: the function and status as its title, what happened inside.
 
-
-def call_message(view: CallView) -> ChatDict:
-    """A call as a collapsible chat message: the function and status as its title, arguments and outcome inside."""
-    parts: list[str] = []
-    if view.edited and view.proposed_arguments != view.arguments:
-        parts += ["**Proposed by the model**", md_fence(_pretty(view.proposed_arguments), "json"),
-                  "**Edited and confirmed**", md_fence(_pretty(view.arguments), "json")]
+    A call whose card is on the deck below the chat says so instead of repeating its arguments and result.
+    """
+    if on_card:
+        waiting = view.status == CallStatus.PROPOSED
+        parts = ["Check the card below, then confirm or reject it." if waiting else "Shown on the card below."]
     else:
-        parts += ["**Arguments**", md_fence(_pretty(view.arguments), "json")]
-    if view.status == CallStatus.SUCCEEDED:
-        text = _pretty(view.result)
-        if len(text) > _CHAT_RESULT_CHARS:
-            text = text[:_CHAT_RESULT_CHARS] + f"\n… ({len(text) - _CHAT_RESULT_CHARS:,} more characters: see the card or export the conversation)"
-        parts += ["**Result**", md_fence(text, "json")]
-    elif view.error:
-        parts.append(f"**Error:** {md_text(view.error)}")
-    if view.status == CallStatus.REJECTED:
-        parts.append(f"**Rejected.** Reason: {md_text(view.reject_reason) if view.reject_reason else 'none given'}")
+        parts = _call_details(view)
     metadata: dict[str, Any] = {
-        "title": f"🛠️ {md_code(view.function)} · {status_label(view)}",
+        "title": f"🛠️ {literal_line(view.function)} · {status_label(view)}",
         "id": view.id,
-        "status": "done" if view.status in SETTLED_STATUSES else "pending",
+        # Only work in progress spins: a call waiting for a person is not busy.
+        "status": "pending" if view.status in _RUNNING else "done",
     }
     if view.duration_ms is not None:
         metadata["duration"] = round(view.duration_ms / 1000, 3)
     return {"role": "assistant", "content": "\n\n".join(parts), "metadata": metadata}
 
 
-def _error_message(text: str) -> ChatDict:
-    return {"role": "assistant", "content": f"⚠️ **Error:** {md_text(text)}"}
+def _call_details(view: CallView) -> list[str]:
+    parts: list[str] = []
+    if view.edited and view.proposed_arguments != view.arguments:
+        parts += ["**Proposed by the model**", md_fence(_pretty(view.proposed_arguments), "json"),
+                  "**Edited and confirmed**", md_fence(_pretty(view.arguments), "json")]
+    else:
+        parts += ["**Arguments**", md_fence(_pretty(view.arguments or view.proposed_arguments), "json")]
+    if view.status == CallStatus.SUCCEEDED:
+        text = _pretty(view.result)
+        if len(text) > _CHAT_RESULT_CHARS:
+            text = text[:_CHAT_RESULT_CHARS] + f"\n… ({len(text) - _CHAT_RESULT_CHARS:,} more characters: export the conversation to see them)"
+        parts += ["**Result**", md_fence(text, "json")]
+    elif view.error:
+        parts.append(f"**Error:** {literal_line(view.error)}")
+    if view.status == CallStatus.REJECTED:
+        parts.append(f"**Rejected.** Reason: {literal_line(view.reject_reason) if view.reject_reason else 'none given'}")
+    elif str(view.status) == "skipped":
+        parts.append("**Not run:** you wrote a new message instead.")
+    return parts
 
 
-def history_chat(messages: Sequence[Message], calls: Iterable[CallView]) -> list[ChatDict]:
-    """The stored conversation as chat messages (results are shown inside their call's message)."""
+def user_message(text: str) -> ChatDict:
+    return {"role": "user", "content": literal_markdown(text)}
+
+
+def assistant_message(text: str, *, stopped: bool = False) -> ChatDict:
+    shown = inert_markdown(text)
+    if stopped:
+        shown = f"{shown}\n\n{_STOPPED_NOTE}" if shown.strip() else "⏹️ *Stopped before the model wrote anything.*"
+    return {"role": "assistant", "content": shown}
+
+
+def error_message(text: str, *, unanswered: bool = False, attempts: int = 1) -> ChatDict:
+    label = "Not answered" if unanswered else "Error"
+    tries = f" (tried {attempts} times)" if attempts > 1 else ""
+    return {"role": "assistant", "content": f"⚠️ **{label}{tries}:** {literal_line(text)}"}
+
+
+def history_chat(
+    messages: Sequence[Message], calls: Iterable[CallView], *, on_card: Iterable[str] = (),
+    unanswered: Iterable[str] = (),
+) -> list[ChatDict]:
+    """The stored conversation as chat messages.
+
+    Results show inside their call's message; calls on the deck (`on_card`) point to their card; a run of errors
+    (a reply that failed, then its retries) shows as one message; user messages in `unanswered` got no answer.
+    """
     views = {view.id: view for view in calls}
+    carded = set(on_card)
+    not_answered = set(unanswered)
     chat: list[ChatDict] = []
+    errors_in_a_row = 0
+    last_user_id: str | None = None
     for message in messages:
         role = MessageRole(message.role)
+        if role == MessageRole.ERROR:
+            errors_in_a_row += 1
+            shown = error_message(message.content, unanswered=last_user_id in not_answered, attempts=errors_in_a_row)
+            if errors_in_a_row > 1:
+                chat[-1] = shown
+            else:
+                chat.append(shown)
+            continue
+        errors_in_a_row = 0
         if role == MessageRole.USER:
-            chat.append({"role": "user", "content": message.content})
+            last_user_id = message.id
+            chat.append(user_message(message.content))
         elif role == MessageRole.ASSISTANT:
-            chat.append({"role": "assistant", "content": message.content})
+            chat.append(assistant_message(message.content, stopped=bool((message.extra or {}).get("stopped"))))
         elif role == MessageRole.FUNCTION_CALL and message.call_id in views:
-            chat.append(call_message(views[message.call_id]))
-        elif role == MessageRole.ERROR:
-            chat.append(_error_message(message.content))
+            chat.append(call_message(views[message.call_id], on_card=message.call_id in carded))
     return chat
 
 
@@ -196,27 +212,25 @@ def error_text(error: BaseException) -> str:
 
 @dataclass
 class ChatStream:
-    """The chat while the engine streams: the stored history, then this turn's live messages, event by event."""
+    """The chat while the engine streams: the stored history, then this turn's live messages, event by event.
+
+    The reply's raw text is kept apart and made inert when the chat is drawn, not at every token.
+    """
 
     messages: list[ChatDict] = field(default_factory=list)
     error: str | None = None
     retryable: bool = False
     done: bool = False
     awaiting_confirmation: bool = False
+    stopped: bool = False
     stored: bool = False  # the engine got far enough to store the user's message
     _text_at: int | None = None
+    _text: str = ""
     _preparing_at: int | None = None
-    _user_at: int | None = None
 
     def add_user(self, text: str) -> None:
         """Show the user's message at once, before the engine answers."""
-        self._user_at = self._append({"role": "user", "content": text})
-
-    def withdraw_user(self) -> None:
-        """Take back the message `add_user` showed (the engine did not store it; it goes back to the textbox)."""
-        if self._user_at is not None:
-            self.messages[self._user_at] = {"role": "user", "content": ""}
-            self._user_at = None
+        self._append(user_message(text))
 
     def apply(self, event: EngineEvent) -> None:
         """Fold one engine event into the chat."""
@@ -225,8 +239,8 @@ class ChatStream:
             self.retryable = False  # the engine went on after an error: nothing to retry
         if isinstance(event, Token):
             if self._text_at is None:
-                self._text_at = self._append({"role": "assistant", "content": ""})
-            self.messages[self._text_at]["content"] += event.text
+                self._text_at, self._text = self._append({"role": "assistant", "content": ""}), ""
+            self._text += event.text
         elif isinstance(event, PreparingCall):
             if self._preparing_at is None:
                 self._preparing_at = self._append({
@@ -235,30 +249,47 @@ class ChatStream:
                 })
         elif isinstance(event, ReplyText):
             if self._text_at is not None:
-                self.messages[self._text_at]["content"] = event.text
+                self._text = event.text
             elif event.text:
-                self._append({"role": "assistant", "content": event.text})
-            self._text_at = None
+                self._append(assistant_message(event.text))
+            self._close_text()
             self._drop_preparing()
         elif isinstance(event, (CallProposed, CallUpdated)):
             self._drop_preparing()
             self._put_call(event.call)
         elif isinstance(event, AssistantNote):
-            self._append({"role": "assistant", "content": event.text})
+            self._append(assistant_message(event.text))
         elif isinstance(event, ErrorEvent):
             self._drop_preparing()
-            self._text_at = None
+            self._close_text()
             self.error, self.retryable = event.message, event.retryable
-            self._append(_error_message(event.message))
+            self._append(error_message(event.message, unanswered=event.retryable))
         elif isinstance(event, Done):
             self._drop_preparing()
             self.stored = True
             self.done, self.awaiting_confirmation = True, event.awaiting_confirmation
 
+    def stop(self) -> None:
+        """The person stopped the reply: what was written stays, marked stopped."""
+        self._drop_preparing()
+        if self._text_at is not None:
+            self.messages[self._text_at] = assistant_message(self._text, stopped=True)
+            self._text_at, self._text = None, ""
+        else:
+            self._append(assistant_message("", stopped=True))
+        self.stopped = True
+
     @property
     def chat(self) -> list[ChatDict]:
         """The messages to show (empty streamed replies left out)."""
+        if self._text_at is not None:
+            self.messages[self._text_at] = assistant_message(self._text)
         return [m for m in self.messages if m.get("content") or m.get("metadata")]
+
+    def _close_text(self) -> None:
+        if self._text_at is not None:
+            self.messages[self._text_at] = assistant_message(self._text)
+        self._text_at, self._text = None, ""
 
     def _append(self, message: ChatDict) -> int:
         self.messages.append(message)
@@ -271,238 +302,13 @@ class ChatStream:
             self._preparing_at = None
 
     def _put_call(self, view: CallView) -> None:
-        message = call_message(view)
+        # Calls proposed now are on the deck once the reply ends.
+        message = call_message(view, on_card=view.status == CallStatus.PROPOSED or view.status in _RUNNING)
         for index, existing in enumerate(self.messages):
             if (existing.get("metadata") or {}).get("id") == view.id:
                 self.messages[index] = message
                 return
         self._append(message)
-
-
-# -- Cards -------------------------------------------------------------------------------------------------------
-
-
-def update_cards(cards: list[dict[str, Any]], event: EngineEvent) -> list[dict[str, Any]]:
-    """The cards after `event`: a new proposal clears settled cards of earlier replies; updates replace a card."""
-    if isinstance(event, CallProposed):
-        view = event.call
-        kept = [c for c in cards if c["id"] != view.id and (c["reply_id"] == view.reply_id or c["status"] not in SETTLED_STATUSES)]
-        return [*kept, _card(view)]
-    if isinstance(event, CallUpdated):
-        # `rev` is kept: fields are keyed by it, and an older key could bring back values typed long ago.
-        return [{**_card(event.call), "rev": c.get("rev", 0)} if c["id"] == event.call.id else c for c in cards]
-    return cards
-
-
-def open_cards(views: Iterable[CallView]) -> list[dict[str, Any]]:
-    """The cards to show for a conversation just opened: calls still waiting for a person, or running."""
-    return [_card(v) for v in views if v.status not in SETTLED_STATUSES]
-
-
-def _card(view: CallView) -> dict[str, Any]:
-    # Cards live in gr.State as JSON-ready dicts; `rev` changes when fields must be rebuilt from the card's values.
-    return {**view.model_dump(mode="json"), "rev": 0}
-
-
-@dataclass(frozen=True)
-class FieldView:
-    """One argument as a card field: which widget, its value, help, and what is wrong with it."""
-
-    name: str
-    label: str
-    widget: Widget
-    value: Any
-    help: str = ""
-    required: bool = False
-    missing: bool = False
-    error: str = ""
-    choices: list[tuple[str, Any]] = field(default_factory=list)
-
-
-def card_fields(view: CallView) -> list[FieldView]:
-    """The fields of a call's card, in the function's argument order (unknown arguments go to the JSON editor)."""
-    if view.spec is None:
-        return []
-    errors = field_errors(view.errors)
-    missing = {name.split(".")[0].split("[")[0] for name in view.missing}
-    fields: list[FieldView] = []
-    for argument in view.spec.arguments:
-        widget = _widget(argument)
-        value = view.arguments.get(argument.name, argument.default if argument.has_default else None)
-        fields.append(FieldView(
-            name=argument.name,
-            label=argument.name.replace("_", " ") + (" *" if argument.required and not argument.has_default else ""),
-            widget=widget,
-            value=_widget_value(widget, argument, value),
-            help=argument.description,
-            required=argument.required and not argument.has_default,
-            missing=argument.name in missing,
-            # A missing field's only error is that it is missing, which the card already asks for.
-            error="" if argument.name in missing else errors.get(argument.name, ""),
-            choices=_choices(argument, widget),
-        ))
-    return fields
-
-
-def _widget(argument: ArgumentSpec) -> Widget:
-    if argument.enum:
-        return "dropdown"
-    if argument.type == "boolean":
-        return "checkbox" if argument.required or argument.has_default else "tristate"
-    if argument.type in ("integer", "number"):
-        return argument.type
-    if argument.type == "array":
-        item = argument.items
-        return "lines" if item is None or (item.type in ("string", "integer", "number") and not item.enum) else "json"
-    if argument.type == "object":
-        return "json"
-    return "text"
-
-
-def _choices(argument: ArgumentSpec, widget: Widget) -> list[tuple[str, Any]]:
-    if widget == "dropdown":
-        return [(o if isinstance(o, str) else json.dumps(o), _choice_value(o)) for o in argument.enum or []]
-    if widget == "tristate":
-        return [(NOT_SET, NOT_SET), ("yes", "true"), ("no", "false")]
-    return []
-
-
-def _choice_value(option: Any) -> Any:
-    # Dropdowns carry text or numbers; anything else (true, null, a list) travels as its JSON.
-    return option if isinstance(option, (str, int, float)) and not isinstance(option, bool) else json.dumps(option)
-
-
-def _widget_value(widget: Widget, argument: ArgumentSpec, value: Any) -> Any:
-    if widget == "text":
-        return "" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    if widget in ("integer", "number"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return None
-        return value
-    if widget == "checkbox":
-        return value is True
-    if widget == "tristate":
-        return NOT_SET if value is None else "true" if value is True else "false" if value is False else NOT_SET
-    if widget == "dropdown":
-        choices = [v for _, v in _choices(argument, widget)]
-        candidate = _choice_value(value) if value is not None else None
-        return candidate if candidate in choices else None
-    if widget == "lines":
-        if isinstance(value, list):
-            return "\n".join(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in value)
-        return "" if value is None else str(value)
-    return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False)
-
-
-def arguments_from_fields(view: CallView, values: Sequence[Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """(arguments, field -> problem) from the card's widget values; blank fields are left out."""
-    fields = card_fields(view)
-    arguments: dict[str, Any] = {}
-    problems: dict[str, str] = {}
-    for spec_field, value in zip(fields, values, strict=True):
-        argument = view.spec.argument(spec_field.name) if view.spec else None
-        if argument is None:
-            continue
-        parsed, problem = _parse_widget(spec_field.widget, argument, value)
-        if problem:
-            problems[spec_field.name] = problem
-            continue
-        if parsed is not None:
-            arguments[spec_field.name] = parsed
-    # Arguments the spec does not know are kept, so validation reports them rather than silently dropping them.
-    known = {f.name for f in fields}
-    for name, value in view.arguments.items():
-        if name not in known and name not in arguments:
-            arguments[name] = value
-    return arguments, problems
-
-
-def _parse_widget(widget: Widget, argument: ArgumentSpec, value: Any) -> tuple[Any, str | None]:
-    if widget == "text":
-        return (value if isinstance(value, str) and value.strip() else None), None
-    if widget in ("integer", "number"):
-        if value is None or value == "":
-            return None, None
-        if widget == "integer" and isinstance(value, float) and value.is_integer():
-            return int(value), None
-        return value, None
-    if widget == "checkbox":
-        return bool(value), None
-    if widget == "tristate":
-        return {"true": True, "false": False}.get(str(value)), None
-    if widget == "dropdown":
-        if value is None or value == "":
-            return None, None
-        for option in argument.enum or []:
-            if _choice_value(option) == value:
-                return option, None
-        return value, None
-    if widget == "lines":
-        text = value if isinstance(value, str) else ""
-        items = [line.strip() for line in text.splitlines() if line.strip()]
-        if not items:
-            return None, None
-        item_type = argument.items.type if argument.items is not None else "string"
-        return [_line_item(item, item_type) for item in items], None
-    text = value if isinstance(value, str) else ""
-    if not text.strip():
-        return None, None
-    try:
-        return json.loads(text), None
-    except ValueError as error:
-        return None, f"This is not valid JSON: {error}."
-
-
-def _line_item(text: str, item_type: str) -> Any:
-    # Numbers are typed as text in a list editor; convert what is clearly a number, let validation judge the rest.
-    if item_type in ("integer", "number"):
-        try:
-            number = float(text)
-        except ValueError:
-            return text
-        return int(number) if item_type == "integer" and number.is_integer() else number
-    return text
-
-
-def check_fields(view: CallView, values: Sequence[Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """(normalised arguments, field -> error) for the card's current values, as Confirm would see them."""
-    arguments, problems = arguments_from_fields(view, values)
-    if view.spec is None:
-        return arguments, problems
-    normalised, errors, _missing = validate_arguments(view.spec, arguments)
-    return normalised, {**errors, **problems}
-
-
-def field_errors(errors: dict[str, str]) -> dict[str, str]:
-    """Validation errors grouped by top-level field (`address.city` goes under `address`); "" holds the rest."""
-    grouped: dict[str, list[str]] = {}
-    for key, message in errors.items():
-        top = key.split(".")[0].split("[")[0]
-        prefix = f"{key}: " if key != top and top else ""
-        grouped.setdefault(top, []).append(prefix + message)
-    return {key: " ".join(messages) for key, messages in grouped.items()}
-
-
-def arguments_json(view: CallView) -> str:
-    """The card's arguments as pretty JSON, for "edit as JSON"."""
-    return json.dumps(view.arguments, indent=2, ensure_ascii=False, default=str)
-
-
-def arguments_from_json(text: str) -> tuple[dict[str, Any] | None, str | None]:
-    """(arguments, None) from the JSON editor, or (None, why not)."""
-    try:
-        value = json.loads(text or "{}")
-    except ValueError as error:
-        return None, f"This is not valid JSON: {error}."
-    if not isinstance(value, dict):
-        return None, "The arguments must be a JSON object: {\"name\": value, ...}."
-    return value, None
-
-
-def format_result(value: Any) -> tuple[str, bool]:
-    """(the result pretty-printed, whether it is long enough to be folded)."""
-    text = _pretty(value)
-    return text, text.count("\n") + 1 > _FOLD_LINES or len(text) > _FOLD_CHARS
 
 
 # -- Around the chat ---------------------------------------------------------------------------------------------
@@ -523,10 +329,10 @@ def status_markdown(info: ModelInfo | None, healthy: bool | None, *, problem: st
         f"**Model:** {md_code(info.model_id)} · **Server:** {health}"
     )
     if info.backend == "embedded" or info.demo:
+        # For the people chatting; how to point Callcard at a real server is the operator's business (README).
         line += (
-            "\n\n> ℹ️ This is a **tiny demo model** running on this machine's CPU: it chats, but it often picks the wrong "
-            "function or none. For real use, point Callcard at a model server: "
-            "`CALLCARD_ENDPOINT=http://host:8080` (TGI) or set `CALLCARD_BACKEND=openai` for an OpenAI-compatible one."
+            "\n\n> ℹ️ This is a **tiny demo model** running on this machine's CPU: it chats, but it often picks the "
+            "wrong function or none, and it is slow. Check every card before you confirm it."
         )
     return line
 
@@ -567,11 +373,13 @@ def _type_text(argument: ArgumentSpec) -> str:
     return text
 
 
-def audit_rows(records: Iterable[tuple[FunctionCallRecord, Conversation, User]]) -> list[list[Any]]:
-    """One row per call, in AUDIT_COLUMNS order."""
+def audit_rows(records: Iterable[tuple[FunctionCallRecord, Conversation, User]], *, own: int | None = None) -> list[list[Any]]:
+    """One row per call, in AUDIT_COLUMNS order: when it was decided, who, what ran and what came back.
+
+    The conversation of a row the viewer may open (their own, `own` being their user id) ends with " ↗".
+    """
     rows: list[list[Any]] = []
     for record, conversation, user in records:
-        confirmed = record.final_arguments if record.final_arguments is not None else None
         if record.status == CallStatus.FAILED and record.error:
             outcome = record.error
         elif record.status == CallStatus.REJECTED:
@@ -579,20 +387,33 @@ def audit_rows(records: Iterable[tuple[FunctionCallRecord, Conversation, User]])
         elif record.result is not None:
             outcome = _compact(record.result.get("value"))
         else:
-            outcome = record.error or ""
+            outcome = record.error or record.reject_reason or ""
+        decided = record.finished_at or record.confirmed_at
+        title = conversation.title + (" ↗" if own is not None and conversation.owner_id == own else "")
         rows.append([
-            _time(record.created_at),
+            _time(decided) if decided else "(not decided)",
             user.name,
-            conversation.title,
+            title,
             record.function_name,
-            _compact(record.proposed_arguments or {}),
-            _compact(confirmed) if confirmed is not None else "",
-            "yes" if record.edited_arguments is not None else "",
-            record.status,
-            round(record.duration_ms, 1) if record.duration_ms is not None else "",
+            str(record.status) + (" (auto)" if record.auto else ""),
             outcome,
+            _compact(record.final_arguments) if record.final_arguments is not None else "",
+            _compact(record.proposed_arguments or {}),
+            "yes" if record.edited_arguments is not None else "",
+            round(record.duration_ms, 1) if record.duration_ms is not None else "",
         ])
     return rows
+
+
+TICKET_COLUMNS = ["Ticket", "Opened (UTC)", "Status", "Name", "E-mail", "Order", "Issue"]
+
+
+def tickets_rows(tickets: Iterable[Any]) -> list[list[Any]]:
+    """The support desk's tickets, newest first, in TICKET_COLUMNS order."""
+    return [
+        [t.ticket, _time(t.created_at), t.status, t.name, t.email, t.order_number or "", t.issue]
+        for t in tickets
+    ]
 
 
 def audit_csv(rows: Iterable[Sequence[Any]]) -> str:

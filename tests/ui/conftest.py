@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +19,7 @@ from backend.store import Store
 from backend.tgi import TGIBackend
 from backend.tools import SupportDesk, ToolRegistry, build_registry, tool_from_function
 from tests.fake_tgi import FakeTGI
+from tests.ui.browser import TIMEOUT_MS, LogWatch, Watched, expect
 from ui.auth import People
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,9 +63,9 @@ def echo_note(text: str) -> dict[str, str]:
     return {"stored": text}
 
 
-def ui_registry(data_dir: Path) -> ToolRegistry:
+def ui_registry(data_dir: Path, desk: SupportDesk | None = None) -> ToolRegistry:
     """The real registry (the built-in support desk) plus two tools with every kind of field."""
-    registry = build_registry(support_desk=SupportDesk(data_dir), examples=False)
+    registry = build_registry(support_desk=desk or SupportDesk(data_dir), examples=False)
     registry.add(tool_from_function(book_table, source="python: tests/ui/conftest.py"))
     registry.add(tool_from_function(echo_note, source="python: tests/ui/conftest.py"))
     return registry
@@ -110,9 +111,10 @@ def start_app(data_dir: Path, fake: FakeTGI, *, people: People | None = None, li
     from ui.app import build_app, launch
 
     store = Store(f"sqlite:///{data_dir / 'callcard.db'}")
-    registry = ui_registry(data_dir)
+    desk = SupportDesk(data_dir)
+    registry = ui_registry(data_dir, desk)
     engine = Engine(store=store, backend=TGIBackend(fake.url, retries=0), registry=registry, limits=limits)
-    demo = build_app(engine=engine, people=people)
+    demo = build_app(engine=engine, people=people, tickets=desk.list_tickets)
     port = unused_port()
     launch(demo, people=people, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     return RunningApp(url=f"http://127.0.0.1:{port}/", engine=engine, store=store, fake=fake, demo=demo, data_dir=data_dir)
@@ -167,3 +169,43 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def log_watch() -> Iterator[LogWatch]:
+    """The app's log lines at ERROR or with a traceback, during one test."""
+    with LogWatch().attached() as watch:
+        yield watch
+
+
+@pytest.fixture
+def open_page(browser: Any, log_watch: LogWatch, capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[..., Watched]]:
+    """Opens the app in a fresh browser context (its own localStorage): `open_page(app, width=390, dark=True)`."""
+    contexts: list[Any] = []
+
+    def open_(target: RunningApp, *, width: int = 1280, height: int = 900, dark: bool = False) -> Watched:
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, color_scheme="dark" if dark else "light",
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        watched = Watched(page, target.url, log_watch, lambda: capfd.readouterr().err)
+        page.goto(target.url)
+        return watched
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def watched(open_page: Callable[..., Watched], app: RunningApp) -> Iterator[Watched]:
+    """The open app in a new conversation, its scripted replies cleared; the page must end the test clean."""
+    drain(app.fake)
+    page = open_page(app)
+    expect(page.page.get_by_text("logins are off")).to_be_visible()
+    page.button("➕ New conversation").click()
+    expect(page.page.get_by_text("Ask something.")).to_be_visible()
+    yield page
+    page.clean()
