@@ -53,6 +53,9 @@ CSS = (
 .cc-status blockquote { margin: 4px 0 !important; }
 /* The chat's own trash icon only cleared the view; deleting is the sidebar's "Delete…", with a confirmation. */
 #cc-chat .top-panel { display: none !important; }
+/* Audit and ticket tables: proportional type, so JSON and sentences fit their columns without sideways scrolling. */
+#cc-audit [role=gridcell], #cc-audit th, #cc-tickets [role=gridcell], #cc-tickets th {
+  font-family: var(--font); font-size: var(--text-sm); }
 """
     + DECK_CSS
 )
@@ -149,8 +152,8 @@ def build_app(
                     audit_refresh = gr.Button("Refresh", size="sm")
                     audit_export = gr.Button("Export CSV", size="sm")
                 audit_table = gr.Dataframe(
-                    headers=AUDIT_COLUMNS, value=[], interactive=False, wrap=True, elem_id="cc-audit", max_chars=160,
-                    column_widths=["10%", "7%", "13%", "11%", "9%", "20%", "12%", "10%", "4%", "4%"],
+                    headers=AUDIT_COLUMNS, value=[], interactive=False, wrap=True, elem_id="cc-audit", max_chars=120,
+                    column_widths=["9%", "7%", "14%", "11%", "10%", "21%", "13%", "10%", "5%"],
                 )
                 audit_links = gr.State([])
                 audit_file = gr.File(label="Download", visible=False, interactive=False)

@@ -165,7 +165,7 @@ def _open_body(view: CallView, overlay: Overlay | None) -> str:
         "</details>"
     )
     parts.append(
-        f'<input type="text" class="cc-reason" aria-label="Reason for rejecting" maxlength="1000" '
+        '<input type="text" class="cc-reason" aria-label="Reason for rejecting" maxlength="1000" '
         'placeholder="Reason for rejecting (optional; the model is told)">'
         '<div class="cc-actions">'
         '<button type="button" class="cc-button cc-primary" data-action="confirm">Confirm</button>'
@@ -386,7 +386,8 @@ DECK_CSS = """
 #cc-deck:not([data-busy]) .cc-activity { display: none; }
 #cc-deck .cc-elapsed { font-variant-numeric: tabular-nums; }
 #cc-deck .cc-stop { margin-left: auto; }
-#cc-deck .cc-spinner { width: 14px; height: 14px; border-radius: 50%; border: 2px solid var(--border-color-primary);
+#cc-deck .cc-spinner { display: inline-block; flex: none; width: 14px; height: 14px; border-radius: 50%;
+  border: 2px solid var(--border-color-primary);
   border-top-color: var(--color-accent); animation: cc-spin 0.8s linear infinite; }
 @keyframes cc-spin { to { transform: rotate(360deg); } }
 @media (prefers-reduced-motion: reduce) { #cc-deck .cc-spinner { animation: none; } }

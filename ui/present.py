@@ -31,7 +31,7 @@ from backend.engine import (
 from backend.errors import CallcardError
 from backend.llm import ModelInfo
 from backend.specs import ArgumentSpec
-from backend.store import SETTLED_STATUSES, CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User
+from backend.store import CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User
 from backend.tools import Tool, ToolPolicy
 from ui.deck import status_label
 from ui.safe_text import inert_markdown, literal_line, literal_markdown
@@ -73,7 +73,7 @@ _POLICY_LABELS = {
 
 AUDIT_COLUMNS = [
     "Decided (UTC)", "User", "Conversation", "Function", "Status", "Result or error", "Arguments run",
-    "Proposed arguments", "Edited", "Duration (ms)",
+    "Model proposed", "ms",
 ]
 
 
@@ -224,6 +224,7 @@ class ChatStream:
     awaiting_confirmation: bool = False
     stopped: bool = False
     stored: bool = False  # the engine got far enough to store the user's message
+    calls: bool = False  # the reply proposed or ran calls
     _text_at: int | None = None
     _text: str = ""
     _preparing_at: int | None = None
@@ -255,6 +256,7 @@ class ChatStream:
             self._close_text()
             self._drop_preparing()
         elif isinstance(event, (CallProposed, CallUpdated)):
+            self.calls = True
             self._drop_preparing()
             self._put_call(event.call)
         elif isinstance(event, AssistantNote):
@@ -278,6 +280,11 @@ class ChatStream:
         else:
             self._append(assistant_message("", stopped=True))
         self.stopped = True
+
+    @property
+    def plain_answer(self) -> bool:
+        """The reply was text alone, complete: what streamed is what the store holds, and no card came of it."""
+        return self.done and self.stored and not (self.calls or self.error or self.stopped or self._preparing_at)
 
     @property
     def chat(self) -> list[ChatDict]:
@@ -395,11 +402,11 @@ def audit_rows(records: Iterable[tuple[FunctionCallRecord, Conversation, User]],
             user.name,
             title,
             record.function_name,
-            str(record.status) + (" (auto)" if record.auto else ""),
+            str(record.status) + (" · ran automatically" if record.auto else "")
+            + (" · edited" if record.edited_arguments is not None else ""),
             outcome,
             _compact(record.final_arguments) if record.final_arguments is not None else "",
             _compact(record.proposed_arguments or {}),
-            "yes" if record.edited_arguments is not None else "",
             round(record.duration_ms, 1) if record.duration_ms is not None else "",
         ])
     return rows

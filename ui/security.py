@@ -41,14 +41,19 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+# Event streams and queue calls carry data, not documents: they pass untouched, which keeps the wrapper off the path
+# of every streamed token (50 chats at once send thousands of such messages a second).
+_DATA_PATHS = ("/gradio_api/queue/", "/gradio_api/heartbeat/")
+
+
 class SecurityHeaders:
-    """ASGI middleware adding the policy and two companion headers to every HTTP response."""
+    """ASGI middleware adding the policy and two companion headers to every HTTP response but data streams."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path", "").startswith(_DATA_PATHS):
             await self.app(scope, receive, send)
             return
 

@@ -315,6 +315,7 @@ def test_stop_ends_the_reply_keeps_what_was_written_and_closes_the_model_request
         activity = watched.page.locator("#cc-deck .cc-activity")
         expect(activity).to_be_visible()  # the working indicator, before any word of the reply
         expect(chat(watched).get_by_text("Your order left")).to_be_visible()
+        expect(activity.locator(".cc-elapsed")).to_have_text(re.compile(r"^ \d+ s$"))  # and how long it has taken
         watched.button("⏹ Stop").click()
         watched.settled(
             lambda: expect(chat(watched).get_by_text("Stopped.")).to_be_visible(),
@@ -437,6 +438,10 @@ def test_on_a_phone_the_chat_comes_first_and_the_card_fits(open_page: Any, app: 
     watched = open_page(app, width=390, height=844)
     page = watched.page
     expect(page.get_by_text("logins are off")).to_be_hidden()  # the sidebar starts closed
+    page.get_by_role("button", name="Toggle Sidebar").click()
+    watched.button("➕ New conversation").click()
+    page.get_by_role("button", name="Toggle Sidebar").click()
+    expect(page.get_by_text("Ask something.")).to_be_visible()
     script_call(app.fake, ("update_shipping_address", {"order_number": "A1001", "street": "1 Main St"}))
     app.fake.reply("Done.")
     watched.send("Send A1001 to 1 Main St, Lyon 69001")
@@ -483,7 +488,8 @@ def test_a_card_is_readable_in_light_and_dark_mode(open_page: Any, app: RunningA
     for selector in ("#cc-deck .cc-ask", "#cc-deck .cc-fn", "#cc-deck .cc-missing label", "#cc-deck .cc-help"):
         ratio = watched.page.evaluate(CONTRAST_JS, selector)
         assert ratio >= 4.5, f"{selector}: contrast {ratio:.1f} is below 4.5 (WCAG AA)"
-    watched.shot(SCREENSHOTS, "dark.png" if dark else "light.png")
+    if dark:
+        watched.shot(SCREENSHOTS, "dark-mode.png")
     watched.button("Reject").click()
     watched.settled(lambda: expect(chat(watched).get_by_text("No orders.")).to_be_visible(), watched.idle)
 
