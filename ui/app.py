@@ -38,14 +38,10 @@ _SEND_JS = """(text, run) => {
   return [text, deck.busy('The model is answering…')];
 }"""
 
-# On a phone the sidebar would cover the chat: start with it closed there.
-_LOAD_JS = """() => {
-  if (window.matchMedia('(max-width: 768px)').matches) {
-    const sidebar = document.querySelector('.sidebar.open');
-    const toggle = sidebar && sidebar.querySelector('.toggle-button');
-    if (toggle) toggle.click();
-  }
-}"""
+# On a phone the sidebar would cover the chat: the page tells the server how wide it is, and the sidebar starts closed
+# when it is narrow (set through the component, so no script races Gradio's own rendering of it).
+_WIDTH_JS = "(width) => [window.innerWidth]"
+_PHONE_WIDTH = 768
 
 CSS = (
     """
@@ -86,7 +82,7 @@ def build_app(
     with gr.Blocks(title=title, fill_width=True) as demo:
         conversation_id = gr.BrowserState(None, storage_key=_STORAGE_KEY, secret=secret)
 
-        with gr.Sidebar(label="Conversations", open=True, width=300):
+        with gr.Sidebar(label="Conversations", open=True, width=300) as sidebar:
             gr.Markdown("## 📇 Callcard")
             if page.people.mode == "oauth":
                 gr.LoginButton()
@@ -167,6 +163,7 @@ def build_app(
         view = gr.State(None)
         pending = gr.Textbox(visible=False)  # the message being sent (a box, not a state, so the API can send one)
         run_box = gr.Textbox(visible=False)  # the browser's id for the reply it starts, for Stop
+        page_width = gr.Number(visible=False)
         private: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
 
         # After every stream, its final view is shown as plain values (see ui/page.py).
@@ -195,7 +192,11 @@ def build_app(
         ]
         demo.load(
             page.on_load, [conversation_id],
-            [*open_outputs, who, sign_out, audit_user, audit_note, tickets_tab, tickets_table], js=_LOAD_JS, **private,
+            [*open_outputs, who, sign_out, audit_user, audit_note, tickets_tab, tickets_table], **private,
+        )
+        demo.load(
+            lambda width: gr.Sidebar(open=not width or width > _PHONE_WIDTH), [page_width], [sidebar], js=_WIDTH_JS,
+            queue=False, **private,
         )
         demo.load(page.status, None, [status], **private)
         gr.Timer(60).tick(page.status, None, [status], **private)

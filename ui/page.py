@@ -463,13 +463,12 @@ class Page:
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         async def pump() -> None:
-            try:
-                async for event in events:
-                    queue.put_nowait(event)
-            finally:
-                queue.put_nowait(_END)
+            async for event in events:
+                queue.put_nowait(event)
 
         task = asyncio.create_task(pump())
+        # A callback, not a `finally` in pump: a task cancelled before its first step never runs its body.
+        task.add_done_callback(lambda _: queue.put_nowait(_END))
         key = f"{request.session_hash}:{run}" if request is not None and run else ""
         if key:
             self._runs.register(key, task)

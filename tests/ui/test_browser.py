@@ -330,8 +330,9 @@ def test_stop_ends_the_reply_keeps_what_was_written_and_closes_the_model_request
 
 def test_stop_before_the_first_word_leaves_the_message_to_retry(watched: Watched, app: RunningApp) -> None:
     app.fake.reply("Hello there.")
-    with app.fake.hold_streams(1, after_tokens=0, until_released=True):
+    with app.fake.hold_streams(1, after_tokens=0, until_released=True) as hold:
         watched.send("Hello")
+        assert hold.wait_until_held(1), "the model request never arrived"
         watched.button("⏹ Stop").click()
         watched.settled(
             lambda: expect(watched.page.locator("#cc-deck .cc-panel")).to_contain_text("stopped before the model wrote anything"),
@@ -437,7 +438,10 @@ def test_sidebar_rename_switch_export_delete(watched: Watched, app: RunningApp, 
 def test_on_a_phone_the_chat_comes_first_and_the_card_fits(open_page: Any, app: RunningApp) -> None:
     watched = open_page(app, width=390, height=844)
     page = watched.page
-    expect(page.get_by_text("logins are off")).to_be_hidden()  # the sidebar starts closed
+    expect(page.locator(".cc-status").first).to_contain_text("logins are off")  # the page has loaded
+    expect(page.locator(".sidebar")).not_to_have_class(re.compile(r"\bopen\b"))  # with the sidebar closed
+    expect(watched.button("➕ New conversation")).not_to_be_in_viewport()
+    expect(page.locator("#cc-chat")).to_be_in_viewport()
     page.get_by_role("button", name="Toggle Sidebar").click()
     watched.button("➕ New conversation").click()
     page.get_by_role("button", name="Toggle Sidebar").click()
