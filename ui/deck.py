@@ -50,7 +50,7 @@ STATUS_LABELS: dict[str, str] = {
     CallStatus.FAILED: "❌ failed",
     CallStatus.REJECTED: "🚫 rejected",
     CallStatus.INTERRUPTED: "⚠️ interrupted",
-    "skipped": "⏭️ skipped: you wrote instead",
+    CallStatus.SKIPPED: "⏭️ skipped: you wrote instead",
 }
 
 
@@ -257,7 +257,7 @@ def _settled_body(view: CallView) -> str:
     elif view.status == CallStatus.REJECTED:
         reason = view.reject_reason or "none given"
         parts.append(f'<p class="cc-rejected">🚫 Rejected. Reason: {_e(reason)}</p>')
-    elif str(view.status) == "skipped":
+    elif view.status == CallStatus.SKIPPED:
         parts.append('<p class="cc-rejected">⏭️ Not run: you wrote a new message instead.</p>')
     if view.error:
         parts.append(f'<p class="cc-field-error">⚠️ {_e(view.error)}</p>')

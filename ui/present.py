@@ -145,7 +145,7 @@ def _call_details(view: CallView) -> list[str]:
         parts.append(f"**Error:** {literal_line(view.error)}")
     if view.status == CallStatus.REJECTED:
         parts.append(f"**Rejected.** Reason: {literal_line(view.reject_reason) if view.reject_reason else 'none given'}")
-    elif str(view.status) == "skipped":
+    elif view.status == CallStatus.SKIPPED:
         parts.append("**Not run:** you wrote a new message instead.")
     return parts
 
