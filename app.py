@@ -9,7 +9,7 @@ import sys
 from typing import NoReturn
 
 from backend.errors import CallcardError
-from backend.llm import GenerationParams, ModelBackend
+from backend.models.protocol import GenerationParams, ModelBackend
 from backend.settings import Settings, load_settings
 
 
@@ -39,7 +39,7 @@ def generation_params(settings: Settings) -> GenerationParams:
 def model_backend(settings: Settings, params: GenerationParams) -> ModelBackend:
     """The model client the settings ask for (each module imports its own client library)."""
     if settings.backend == "tgi":
-        from backend.tgi import TGIBackend
+        from backend.models.tgi import TGIBackend
 
         return TGIBackend(
             settings.endpoint, token=settings.token, timeout=settings.timeout_s,
@@ -47,13 +47,13 @@ def model_backend(settings: Settings, params: GenerationParams) -> ModelBackend:
             call_mode=settings.call_mode, retries=settings.retries,
         )
     if settings.backend == "openai":
-        from backend.openai_compat import OpenAIBackend
+        from backend.models.openai_compat import OpenAIBackend
 
         return OpenAIBackend(
             settings.endpoint, api_key=settings.token, model=settings.model_name, timeout=settings.timeout_s,
             params=params, retries=settings.retries,
         )
-    from backend.embedded import EmbeddedBackend
+    from backend.models.embedded import EmbeddedBackend
 
     return EmbeddedBackend(
         model_path=settings.model_path, style=settings.prompt_style, params=params, call_mode=settings.call_mode,

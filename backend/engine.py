@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from backend.calls import FunctionCall
+from backend.core.calls import FunctionCall
+from backend.core.parsing import CallDetector, parse_reply
+from backend.core.specs import FunctionSpec
+from backend.core.validation import CALL_ERROR_KEY, ValidatedCall, validate_arguments, validate_call
 from backend.errors import CallcardError, InvalidInputError, InvalidStateError, NotFoundError
-from backend.llm import GenerationParams, ModelBackend, ReplyDone, TextDelta
-from backend.parsing import CallDetector, parse_reply
-from backend.specs import FunctionSpec
+from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
 from backend.store import (
     SETTLED_STATUSES,
     CallStatus,
@@ -31,7 +32,6 @@ from backend.store import (
     utcnow,
 )
 from backend.tools import ToolPolicy, ToolRegistry
-from backend.validation import CALL_ERROR_KEY, ValidatedCall, validate_arguments, validate_call
 
 __all__ = [
     "Engine",

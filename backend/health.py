@@ -8,7 +8,7 @@ import logging
 from pydantic import BaseModel
 
 from backend.errors import CallcardError
-from backend.llm import ModelBackend
+from backend.models.protocol import ModelBackend
 from backend.store import Store
 
 __all__ = ["HealthReport", "check_health"]

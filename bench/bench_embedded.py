@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import llama_cpp
 
-from backend.embedded import EmbeddedBackend, bundled_model_path
-from backend.llm import GenerationParams, TextDelta
-from backend.prompts import native_messages
-from backend.specs import FunctionSpec
+from backend.core.prompts import native_messages
+from backend.core.specs import FunctionSpec
+from backend.models.embedded import EmbeddedBackend, bundled_model_path
+from backend.models.protocol import GenerationParams, TextDelta
 
 _WEATHER = FunctionSpec.from_any(
     {

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from sqlalchemy import event
 
+from backend.core.specs import FunctionSpec
 from backend.engine import CallProposed, Engine
-from backend.llm import GenerationParams, ModelInfo, ReplyDone, TextDelta
-from backend.specs import FunctionSpec
+from backend.models.protocol import GenerationParams, ModelInfo, ReplyDone, TextDelta
 from backend.store import Store
 from backend.tools import ToolRegistry, tool_from_function
 

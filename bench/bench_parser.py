@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from backend.parsing import CallDetector, parse_reply
+from backend.core.parsing import CallDetector, parse_reply
 
 __all__ = ["MIX", "main"]
 

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from backend.llm import TextDelta
-from backend.specs import load_functions
-from backend.tgi import TGIBackend
+from backend.core.specs import load_functions
+from backend.models.protocol import TextDelta
+from backend.models.tgi import TGIBackend
 from tests.fake_tgi import FakeTGI, tokenize
 
 CONVERSATION = [{"role": "user", "content": "Tell me about the weather in Paris."}]

@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from backend.core.specs import FunctionSpec
 from backend.errors import SpecError
-from backend.specs import FunctionSpec
 
 __all__ = ["CATEGORIES", "TestCase", "load_cases", "to_json_schema", "check_calls", "normalise_text"]
 

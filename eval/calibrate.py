@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from backend.embedded import EmbeddedBackend
+from backend.models.embedded import EmbeddedBackend
 from eval.bfcl import load_cases
 
 

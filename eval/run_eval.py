@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.calls import FunctionCall
-from backend.llm import GenerationParams, ModelBackend, ReplyDone, TextDelta
-from backend.parsing import parse_reply
-from backend.validation import CALL_ERROR_KEY, validate_call
+from backend.core.calls import FunctionCall
+from backend.core.parsing import parse_reply
+from backend.core.validation import CALL_ERROR_KEY, validate_call
+from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
 from eval.bfcl import CATEGORIES, TestCase, check_calls, load_cases
 
 _log = logging.getLogger("eval")
@@ -132,7 +132,7 @@ class Baseline:
 def make_backend(args: argparse.Namespace, params: GenerationParams) -> ModelBackend:
     """The backend named on the command line."""
     if args.backend == "embedded":
-        from backend.embedded import EmbeddedBackend
+        from backend.models.embedded import EmbeddedBackend
 
         options: dict[str, Any] = {}
         if args.threshold is not None:
@@ -143,10 +143,10 @@ def make_backend(args: argparse.Namespace, params: GenerationParams) -> ModelBac
     if not args.endpoint:
         raise SystemExit(f"--backend {args.backend} needs --endpoint")
     if args.backend == "tgi":
-        from backend.tgi import TGIBackend
+        from backend.models.tgi import TGIBackend
 
         return TGIBackend(args.endpoint, style=args.style or "llama2", params=params, call_mode=args.mode)
-    from backend.openai_compat import OpenAIBackend
+    from backend.models.openai_compat import OpenAIBackend
 
     return OpenAIBackend(args.endpoint, model=args.model, params=params)
 
@@ -171,7 +171,7 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 )
             _log_category(label, category, systems[label]["results"])
     if args.baseline or args.baseline_only:
-        from backend.embedded import bundled_model_path
+        from backend.models.embedded import bundled_model_path
 
         baseline = Baseline(str(args.model_path or bundled_model_path()), args.max_new_tokens)
         label = "llama-cpp-python chatml-function-calling"

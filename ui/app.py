@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 
 from backend.engine import Engine
 from backend.health import HealthReport
-from backend.llm import ModelInfo
+from backend.models.protocol import ModelInfo
 from backend.store import CallStatus
 from backend.tools import ToolRegistry
 from ui.auth import People

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from backend.core.specs import ArgumentSpec
+from backend.core.validation import validate_arguments
 from backend.engine import CallView
-from backend.specs import ArgumentSpec
-from backend.validation import validate_arguments
 
 __all__ = [
     "Widget",

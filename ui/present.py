@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from backend.core.specs import ArgumentSpec
 from backend.engine import (
     AssistantNote,
     CallProposed,
@@ -29,8 +30,7 @@ from backend.engine import (
     Token,
 )
 from backend.errors import CallcardError
-from backend.llm import ModelInfo
-from backend.specs import ArgumentSpec
+from backend.models.protocol import ModelInfo
 from backend.store import CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User
 from backend.tools import Tool, ToolPolicy
 from ui.deck import status_label

@@ -7,8 +7,8 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from backend.core.specs import FunctionSpec, load_functions
 from backend.errors import SpecError, ToolConfigError
-from backend.specs import FunctionSpec, load_functions
 from backend.tools.registry import Tool
 
 __all__ = ["load_function_list", "function_list_tools"]

@@ -17,8 +17,8 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from backend.core.specs import FunctionSpec
 from backend.errors import SpecError, ToolConfigError
-from backend.specs import FunctionSpec
 from backend.tools.registry import Tool, ToolFailure, ToolPolicy
 
 __all__ = ["Fetched", "HttpToolConfig", "HttpToolsFile", "fetch", "http_tool", "load_http_tools"]

@@ -36,8 +36,8 @@ from pydantic import AnyUrl, BaseModel, PydanticUserError, TypeAdapter, Validati
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
+from backend.core.specs import ArgType, ArgumentSpec, FunctionSpec, common_type
 from backend.errors import ToolConfigError
-from backend.specs import ArgType, ArgumentSpec, FunctionSpec, common_type
 from backend.tools.registry import DEFAULT_TIMEOUT_S, Handler, Tool, ToolFailure, ToolPolicy
 
 __all__ = ["Format", "tool", "tool_from_function", "load_python_tools", "parse_docstring"]

@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from backend.core.specs import FunctionSpec
+from backend.core.validation import validate_arguments
 from backend.errors import ToolConfigError
-from backend.specs import FunctionSpec
-from backend.validation import validate_arguments
 
 __all__ = [
     "DEFAULT_MAX_RESULT_BYTES",

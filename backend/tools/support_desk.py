@@ -16,9 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from backend.core.validation import check_format
 from backend.tools.python_tools import Format, tool_from_function
 from backend.tools.registry import Tool, ToolFailure
-from backend.validation import check_format
 
 __all__ = [
     "DATABASE_FILE",

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from backend.engine import Engine
+from backend.models.tgi import TGIBackend
 from backend.store import Store
-from backend.tgi import TGIBackend
 from backend.tools import ToolRegistry, tool_from_function
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from backend.core.prompts import FUNCTION_RESULT_TEMPLATE
 from backend.engine import (
     AssistantNote,
     CallProposed,
@@ -25,10 +26,9 @@ from backend.engine import (
     Token,
 )
 from backend.errors import InvalidInputError, NotFoundError
-from backend.llm import GenerationParams
-from backend.prompts import FUNCTION_RESULT_TEMPLATE
+from backend.models.protocol import GenerationParams
+from backend.models.tgi import TGIBackend
 from backend.store import CallStatus, MessageRole, Store
-from backend.tgi import TGIBackend
 from backend.tools import SupportDesk, ToolPolicy, ToolRegistry, support_desk_tools, tool_from_function
 from tests.fake_tgi import FakeTGI
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from backend.engine import CallProposed, Engine, ErrorEvent
+from backend.models.tgi import TGIBackend
 from backend.store import CallStatus, Store
-from backend.tgi import TGIBackend
 from backend.tools import ToolRegistry, tool_from_function
 from tests.fake_tgi import FakeTGI
 

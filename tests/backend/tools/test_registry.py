@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from backend.core.specs import ArgumentSpec, FunctionSpec
 from backend.errors import ToolConfigError
-from backend.specs import ArgumentSpec, FunctionSpec
 from backend.tools import Tool, ToolFailure, ToolPolicy, ToolRegistry, ToolResult, tool_from_function
 
 

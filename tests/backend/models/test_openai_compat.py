@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from backend.calls import FunctionCall
+from backend.core.calls import FunctionCall
+from backend.core.prompts import FUNCTION_RESULT_TEMPLATE
+from backend.core.specs import FunctionSpec, load_functions
 from backend.errors import GenerationError, ModelError, ModelOverloadedError, ModelTimeoutError, ModelUnavailableError
-from backend.llm import GenerationParams, ModelBackend, ReplyDone, TextDelta
-from backend.openai_compat import OpenAIBackend, chat_messages
-from backend.prompts import FUNCTION_RESULT_TEMPLATE
-from backend.specs import FunctionSpec, load_functions
+from backend.models.openai_compat import OpenAIBackend, chat_messages
+from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
 from tests.fake_tgi import FakeTGI, Reply, ToolCall, tokenize, unused_port
 
 CONVERSATION = [{"role": "user", "content": "What is the weather like in Paris?"}]
@@ -342,7 +342,7 @@ def test_a_context_overflow_says_what_to_do_and_keeps_the_address_to_the_log(
     detail = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."
     fake_tgi.add(Reply(status=400, body=json.dumps({"error": {"message": detail}}), content_type="application/json"))
     backend = backend_for(fake_tgi)
-    with caplog.at_level(logging.WARNING, logger="backend.hf_client"):
+    with caplog.at_level(logging.WARNING, logger="backend.models.hf_client"):
         outcome = run(backend)
     assert str(outcome.error) == (
         f"This message is too long for the model ({detail.rstrip('.')}). Shorten it, or start a new conversation."

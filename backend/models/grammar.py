@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from backend.specs import ArgumentSpec, FunctionSpec
+from backend.core.specs import ArgumentSpec, FunctionSpec
 
 __all__ = ["arguments_grammar", "trelis_reply_grammar", "choice_grammar", "text_grammar", "literal"]
 

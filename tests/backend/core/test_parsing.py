@@ -1,4 +1,4 @@
-"""Tests for backend/parsing.py: a corpus of real-looking replies, round-trip properties, hostile input, streaming."""
+"""Tests for backend/core/parsing.py: a corpus of real-looking replies, round-trip properties, hostile input."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.calls import FunctionCall
-from backend.parsing import CallDetector, ParsedReply, parse_reply
-from tests.backend.reply_corpus import CASES, ReplyCase
+from backend.core.calls import FunctionCall
+from backend.core.parsing import CallDetector, ParsedReply, parse_reply
+from tests.backend.core.reply_corpus import CASES, ReplyCase
 
 _CAUGHT = "The reply could not be read for function calls."  # parse_reply's answer when it caught a bug of its own
 

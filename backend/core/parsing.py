@@ -10,7 +10,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
-from backend.calls import FunctionCall
+from backend.core.calls import FunctionCall
 
 __all__ = ["CallDetector", "DetectorState", "ParsedReply", "parse_reply"]
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from backend.core.prompts import format_prompt
+from backend.core.specs import FunctionSpec, calls_schema, load_functions
 from backend.errors import (
     GenerationError,
     ModelError,
@@ -20,10 +22,8 @@ from backend.errors import (
     ModelUnavailableError,
     PromptTooLongError,
 )
-from backend.llm import GenerationParams, ModelBackend, ReplyDone, TextDelta
-from backend.prompts import format_prompt
-from backend.specs import FunctionSpec, calls_schema, load_functions
-from backend.tgi import TGIBackend
+from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
+from backend.models.tgi import TGIBackend
 from tests.fake_tgi import FakeTGI, Reply, tokenize, unused_port
 
 CONVERSATION = [{"role": "user", "content": "What is the weather like in Paris?"}]
@@ -487,7 +487,7 @@ def test_failures_become_readable_errors(
 ) -> None:
     for _ in range(3):
         script(fake_tgi)
-    with caplog.at_level(logging.WARNING, logger="backend.hf_client"):
+    with caplog.at_level(logging.WARNING, logger="backend.models.hf_client"):
         outcome = run(backend_for(fake_tgi, retries=2))
     assert type(outcome.error) is error_type
     assert message in str(outcome.error)

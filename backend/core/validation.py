@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
-from backend.calls import FunctionCall
-from backend.specs import ArgumentSpec, FunctionSpec
+from backend.core.calls import FunctionCall
+from backend.core.specs import ArgumentSpec, FunctionSpec
 
 __all__ = [
     "ValidatedCall", "validate_call", "validate_arguments", "check_format", "CALL_ERROR_KEY", "VALIDATED_FORMATS",

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.errors import SpecError
-from backend.specs import (
+from backend.core.specs import (
     GRAMMAR_FORMATS,
     ArgumentSpec,
     FunctionSpec,
@@ -18,7 +17,8 @@ from backend.specs import (
     function_list_text,
     load_functions,
 )
-from tests.backend.strategies import function_specs, json_values, names, valid_objects
+from backend.errors import SpecError
+from tests.backend.core.strategies import function_specs, json_values, names, valid_objects
 
 try:
     import jsonschema

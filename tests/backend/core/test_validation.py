@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.calls import FunctionCall
-from backend.specs import ArgumentSpec, FunctionSpec
-from backend.validation import (
+from backend.core.calls import FunctionCall
+from backend.core.specs import ArgumentSpec, FunctionSpec
+from backend.core.validation import (
     CALL_ERROR_KEY,
     VALIDATED_FORMATS,
     ValidatedCall,
@@ -21,7 +21,7 @@ from backend.validation import (
     validate_arguments,
     validate_call,
 )
-from tests.backend.strategies import SCALAR_TYPES, function_specs, json_values, valid_objects
+from tests.backend.core.strategies import SCALAR_TYPES, function_specs, json_values, valid_objects
 
 PROPERTY_SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

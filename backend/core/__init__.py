@@ -1,0 +1,1 @@
+"""The function-calling core, pure: the call shape, function specs, prompt formats, reading replies, validation."""
