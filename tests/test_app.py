@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from backend.store import CallStatus, FunctionCallRecord, Store
+from backend.storage import CallStatus, FunctionCallRecord, Store
 from tests.fake_tgi import FakeTGI, unused_port
 
 ROOT = Path(__file__).resolve().parents[1]

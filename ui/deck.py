@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.engine import CallView
-from backend.store import SETTLED_STATUSES, CallStatus
+from backend.storage import SETTLED_STATUSES, CallStatus
 from ui.card_fields import FieldView, arguments_json, card_fields
 
 __all__ = [

@@ -29,7 +29,7 @@ import gradio as gr
 from backend.engine import CallView, Engine, EngineEvent, ErrorEvent, Token, unanswered_message_ids
 from backend.errors import CallcardError
 from backend.models.protocol import ModelInfo
-from backend.store import CallStatus, Conversation, Message, MessageRole
+from backend.storage import CallStatus, Conversation, Message, MessageRole
 from backend.tools import ToolRegistry
 from ui.auth import People
 from ui.card_fields import arguments_from_json, check_values

@@ -31,7 +31,7 @@ from backend.engine import (
 )
 from backend.errors import CallcardError
 from backend.models.protocol import ModelInfo
-from backend.store import CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User
+from backend.storage import CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User
 from backend.tools import Tool, ToolPolicy
 from ui.deck import status_label
 from ui.safe_text import inert_markdown, literal_line, literal_markdown

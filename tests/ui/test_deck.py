@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from backend.core.specs import FunctionSpec
 from backend.engine import CallView
-from backend.store import CallStatus
+from backend.storage import CallStatus
 from ui.card_fields import arguments_from_json, arguments_from_values, card_fields, check_values
 from ui.deck import Overlay, Unanswered, deck_html, deck_value
 

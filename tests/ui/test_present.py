@@ -8,7 +8,7 @@ import io
 from backend.core.specs import FunctionSpec
 from backend.engine import CallProposed, CallView, Done, ErrorEvent, PreparingCall, ReplyText, Token
 from backend.models.protocol import ModelInfo
-from backend.store import CallStatus, Message, MessageRole
+from backend.storage import CallStatus, Message, MessageRole
 from ui.present import (
     ChatStream,
     audit_csv,

@@ -20,7 +20,7 @@ from backend.errors import InvalidStateError, NotFoundError
 from backend.models.openai_compat import OpenAIBackend
 from backend.models.protocol import GenerationParams, ModelBackend, ModelFailure, ModelInfo, ReplyEvent
 from backend.models.tgi import TGIBackend
-from backend.store import CallStatus, Message, MessageRole, Store
+from backend.storage import CallStatus, Message, MessageRole, Store
 from backend.tools import SupportDesk, ToolRegistry, support_desk_tools
 from tests.fake_tgi import FakeTGI
 

@@ -20,7 +20,7 @@ from backend.engine import CallProposed, Engine, ErrorEvent, Token, unanswered_m
 from backend.models.openai_compat import OpenAIBackend
 from backend.models.protocol import GenerationParams, ModelBackend
 from backend.models.tgi import TGIBackend
-from backend.store import CallStatus, MessageRole, Store
+from backend.storage import CallStatus, MessageRole, Store
 from backend.tools import ToolRegistry, tool_from_function
 from tests.fake_tgi import FakeTGI, Reply
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from backend.engine import CallProposed, Engine, ErrorEvent
 from backend.models.tgi import TGIBackend
-from backend.store import CallStatus, Store
+from backend.storage import CallStatus, Store
 from backend.tools import ToolRegistry, tool_from_function
 from tests.fake_tgi import FakeTGI
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _refund_spec_tool():
@@ -49,7 +49,7 @@ def test_a_call_running_when_the_process_died_is_interrupted_after_restart(tmp_p
 
     marker = tmp_path / "runs.txt"
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.backend.crash_worker", database, fake_tgi.url, proposed.call.id, str(marker)],
+        [sys.executable, "-m", "tests.backend.engine.crash_worker", database, fake_tgi.url, proposed.call.id, str(marker)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:

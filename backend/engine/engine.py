@@ -19,7 +19,7 @@ from backend.core.specs import FunctionSpec
 from backend.core.validation import CALL_ERROR_KEY, ValidatedCall, validate_arguments, validate_call
 from backend.errors import CallcardError, InvalidInputError, InvalidStateError, NotFoundError
 from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
-from backend.store import (
+from backend.storage import (
     SETTLED_STATUSES,
     CallStatus,
     Conversation,

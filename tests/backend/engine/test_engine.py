@@ -28,7 +28,7 @@ from backend.engine import (
 from backend.errors import InvalidInputError, NotFoundError
 from backend.models.protocol import GenerationParams
 from backend.models.tgi import TGIBackend
-from backend.store import CallStatus, MessageRole, Store
+from backend.storage import CallStatus, MessageRole, Store
 from backend.tools import SupportDesk, ToolPolicy, ToolRegistry, support_desk_tools, tool_from_function
 from tests.fake_tgi import FakeTGI
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from backend.errors import InvalidStateError, NotFoundError
-from backend.store import SETTLED_STATUSES, CallStatus, FunctionCallRecord, MessageRole, Store, utcnow
+from backend.storage import SETTLED_STATUSES, CallStatus, FunctionCallRecord, MessageRole, Store, utcnow
 
 
 def _running_call(store: Store, *, instance: str, confirmed_ago: timedelta = timedelta(0)) -> str:
