@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from backend.core.parsing import CallDetector, parse_reply
+from backend.core.detector import CallDetector
+from backend.core.parsing import parse_reply
 
 __all__ = ["MIX", "main"]
 

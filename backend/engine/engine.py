@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from backend.core.calls import FunctionCall
-from backend.core.parsing import CallDetector, parse_reply
+from backend.core.detector import CallDetector
+from backend.core.parsing import parse_reply
 from backend.core.specs import FunctionSpec
 from backend.core.validation import CALL_ERROR_KEY, ValidatedCall, validate_arguments, validate_call
 from backend.errors import CallcardError, InvalidInputError, InvalidStateError, NotFoundError

@@ -14,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, cast
 
-from backend.core.parsing import CallDetector
+from backend.core.detector import CallDetector
 from backend.core.prompts import PromptStyle, format_prompt, stop_sequences
 from backend.core.specs import FunctionSpec, calls_schema
 from backend.errors import ModelError, ModelInputError, ModelUnavailableError

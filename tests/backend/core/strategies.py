@@ -1,4 +1,4 @@
-"""Hypothesis strategies for function specs and values that satisfy them, shared by the spec and validation tests."""
+"""Hypothesis strategies: function specs and values that satisfy them, and pieces of model replies."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ __all__ = [
     "valid_objects",
     "argument_specs",
     "function_specs",
+    "reply_fragments",
 ]
 
 SCALAR_TYPES = ("string", "number", "integer", "boolean")
@@ -108,3 +109,12 @@ def function_specs(draw: st.DrawFn, name: str | None = None) -> FunctionSpec:
         description=draw(texts),
         arguments=draw(st.lists(argument_specs(), max_size=4, unique_by=lambda a: a.name)),
     )
+
+
+# Pieces that models write in and around calls, to build replies of any shape from.
+reply_fragments = st.sampled_from([
+    "{", "}", "[", "]", "(", ")", '"', "'", "\\", ":", ",", "=", " ", "\n", "a", "1", "-", ".", "`", "<", ">",
+    '"function"', '"name"', '"arguments"', '"parameters"', '"tool_calls"', "true", "None", "<tool_call>",
+    "</tool_call>", "[TOOL_CALLS]", "[ARGS]", "```json\n", "```tool_code\n", "<function=f>", "f(", "get_weather",
+    '{"function": "f", "arguments": {}}',
+])

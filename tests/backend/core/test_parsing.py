@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.core.calls import FunctionCall
-from backend.core.parsing import CallDetector, ParsedReply, parse_reply
+from backend.core.parsing import ParsedReply, parse_reply
 from tests.backend.core.reply_corpus import CASES, ReplyCase
+from tests.backend.core.strategies import reply_fragments
 
 _CAUGHT = "The reply could not be read for function calls."  # parse_reply's answer when it caught a bug of its own
 
@@ -240,16 +241,8 @@ def test_every_prefix_of_a_cut_off_call_is_reported_once_it_is_recognisable() ->
 
 # ---- anything at all: never raises, bounded time ------------------------------------------------------------------
 
-_fragments = st.sampled_from([
-    "{", "}", "[", "]", "(", ")", '"', "'", "\\", ":", ",", "=", " ", "\n", "a", "1", "-", ".", "`", "<", ">",
-    '"function"', '"name"', '"arguments"', '"parameters"', '"tool_calls"', "true", "None", "<tool_call>",
-    "</tool_call>", "[TOOL_CALLS]", "[ARGS]", "```json\n", "```tool_code\n", "<function=f>", "f(", "get_weather",
-    '{"function": "f", "arguments": {}}',
-])
-
-
 @_properties(300)
-@given(text=st.text() | st.lists(_fragments, max_size=60).map("".join))
+@given(text=st.text() | st.lists(reply_fragments, max_size=60).map("".join))
 def test_any_text_never_raises(text: str) -> None:
     parsed = parse_reply(text)
     assert isinstance(parsed, ParsedReply)
@@ -333,142 +326,3 @@ def test_absurdly_deep_arguments_are_not_a_call(style: str) -> None:
     parsed = parse_reply(reply)
     assert parsed.calls == []
     assert _CAUGHT not in parsed.problems
-
-
-# ---- streaming detection ------------------------------------------------------------------------------------------
-
-
-def _feed_all(text: str, chunks: list[int] | None = None) -> CallDetector:
-    detector = CallDetector()
-    if chunks is None:
-        detector.feed(text)
-        return detector
-    start = 0
-    for size in chunks:
-        detector.feed(text[start : start + size])
-        start += size
-    detector.feed(text[start:])
-    return detector
-
-
-@pytest.mark.parametrize(
-    ("reply", "state", "shown"),
-    [
-        ("", "undecided", ""),
-        ("   \n", "undecided", ""),
-        ("Hello", "text", "Hello"),
-        ("  Hello there", "text", "Hello there"),
-        ("{", "call", ""),
-        ('{"function": "f"', "call", ""),
-        ("[", "undecided", ""),
-        ("[{", "call", ""),
-        ("[TOOL", "undecided", ""),
-        ("[TOOL_CALLS]", "call", ""),
-        ("[see the docs](x)", "text", "[see the docs](x)"),
-        ("[get_weather", "undecided", ""),
-        ("[get_weather(", "call", ""),
-        ("<tool_", "undecided", ""),
-        ("<tool_call>", "call", ""),
-        ("<b>bold</b>", "text", "<b>bold</b>"),
-        ("```", "undecided", ""),
-        ("```json\n", "undecided", ""),
-        ('```json\n{"na', "undecided", ""),
-        ('```json\n{"name"', "call", ""),
-        ('```json\n{"city"', "text", '```json\n{"city"'),
-        ("```python\nprint(1)", "text", "```python\nprint(1)"),
-        ("```tool_code\nget_weather(", "call", ""),
-        ("Sure, let me look that up. {", "text", "Sure, let me look that up. "),
-        ('Sure, let me look that up. {"func', "text", "Sure, let me look that up. "),
-        ('Sure, let me look that up. {"function": "f"}', "call", "Sure, let me look that up. "),
-        ('Sure. {"city": "Paris"} ok', "text", 'Sure. {"city": "Paris"} ok'),
-        ("Sure. <tool_call>", "call", "Sure. "),
-        ("Sure. [TOOL_CALLS]", "call", "Sure. "),
-        ('Sure.\n```json\n{"function": "f"', "call", "Sure.\n"),
-        ('Sure. [ {"name": "f"', "call", "Sure. "),
-        ("Let me check.\n[get_weather(city='Paris')]", "call", "Let me check.\n"),
-        ("An empty dict {} and a list [] and a tag <b>.", "text", "An empty dict {} and a list [] and a tag <b>."),
-        ("Sure. <function=get_weather>", "call", "Sure. "),
-    ],
-)
-def test_detector(reply: str, state: str, shown: str) -> None:
-    whole = _feed_all(reply)
-    by_char = _feed_all(reply, [1] * len(reply))
-    assert (whole.state, whole.text_so_far) == (state, shown)
-    assert (by_char.state, by_char.text_so_far) == (state, shown)
-
-
-def test_detector_stays_in_call_state_and_shows_nothing_more() -> None:
-    detector = CallDetector()
-    assert detector.feed("Sure. ") == "text"
-    assert detector.feed('{"function": "f", ') == "call"
-    assert detector.feed('"arguments": {}} And more prose.') == "call"
-    assert detector.text_so_far == "Sure. "
-
-
-def test_detector_releases_held_back_text_once_it_is_prose() -> None:
-    detector = CallDetector()
-    detector.feed("Use {")
-    assert detector.text_so_far == "Use "
-    detector.feed(" braces")
-    assert detector.state == "text"
-    assert detector.text_so_far == "Use { braces"
-
-
-_stream_text = st.sampled_from([case.reply for case in CASES]) | st.lists(_fragments, max_size=40).map("".join)
-
-
-@_properties(300)
-@given(text=_stream_text, sizes=st.lists(st.integers(min_value=0, max_value=12), max_size=80))
-def test_detector_does_not_depend_on_chunking(text: str, sizes: list[int]) -> None:
-    whole = _feed_all(text)
-    chunked = _feed_all(text, sizes)
-    by_char = _feed_all(text, [1] * len(text))
-    assert (chunked.state, chunked.text_so_far) == (whole.state, whole.text_so_far)
-    assert (by_char.state, by_char.text_so_far) == (whole.state, whole.text_so_far)
-
-
-@_properties(200)
-@given(text=_stream_text, sizes=st.lists(st.integers(min_value=1, max_value=12), max_size=80))
-def test_shown_text_only_grows_and_never_shows_a_call_opener(text: str, sizes: list[int]) -> None:
-    detector = CallDetector()
-    shown = ""
-    start = 0
-    for size in [*sizes, len(text)]:
-        detector.feed(text[start : start + size])
-        start += size
-        assert detector.text_so_far.startswith(shown)
-        shown = detector.text_so_far
-    assert text.lstrip().startswith(shown)
-    for opener in ('{"function"', '{"name"', "<tool_call>", "[TOOL_CALLS]"):
-        assert opener not in shown
-
-
-@pytest.mark.parametrize("case", [case for case in CASES if case.calls], ids=lambda case: case.id)
-def test_detector_sees_every_corpus_call(case: ReplyCase) -> None:
-    assert _feed_all(case.reply, [3] * len(case.reply)).state == "call"
-
-
-# While it streams, a reply that starts with `{` or holds a call-shaped object looks like a call; parse_reply has
-# the last word once the reply is complete.
-_LOOK_LIKE_CALLS = {"call-inside-data"}
-
-
-@pytest.mark.parametrize("case", [case for case in CASES if case.family == "none"], ids=lambda case: case.id)
-def test_detector_shows_prose_replies(case: ReplyCase) -> None:
-    detector = _feed_all(case.reply, [3] * len(case.reply))
-    looks_like_a_call = case.reply.lstrip().startswith("{") or case.id in _LOOK_LIKE_CALLS
-    assert detector.state == ("call" if looks_like_a_call else "text" if case.reply.strip() else "undecided")
-    if not looks_like_a_call:
-        assert detector.text_so_far == case.reply.lstrip()
-
-
-@pytest.mark.parametrize("chunk_size", [1, 4, 4096])
-def test_detector_is_linear_on_hostile_streams(chunk_size: int) -> None:
-    text = ("Sure {[<` " * 5_000) + ('{ "a" ' * 5_000) + ("plain prose " * 10_000)
-    detector = CallDetector()
-    started = time.perf_counter()
-    detector.feed("Prose first. ")
-    for start in range(0, len(text), chunk_size):
-        detector.feed(text[start : start + chunk_size])
-    assert time.perf_counter() - started < 3.0
-    assert detector.state == "text"
