@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from backend.storage.store import (
+from backend.storage.store import Store
+from backend.storage.tables import (
     SETTLED_STATUSES,
     CallStatus,
     Conversation,
     FunctionCallRecord,
     Message,
     MessageRole,
-    Store,
     User,
     new_id,
     utcnow,

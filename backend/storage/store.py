@@ -1,164 +1,36 @@
-"""The store: users, conversations, messages and function calls in SQLite (or PostgreSQL), with ordered migrations."""
+"""The Store: keyword-only reads and writes of users, conversations, messages and function calls."""
 
 from __future__ import annotations
 
 import logging
 import socket
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Column, Connection, Engine, Text, UniqueConstraint, bindparam, event, inspect, text, update
-from sqlalchemy.ext.mutable import MutableDict
-from sqlmodel import Field, Session, SQLModel, create_engine, func, select
+from sqlalchemy import Connection, bindparam, text
+from sqlmodel import Session, SQLModel, func, select
 
 from backend.errors import InvalidStateError, NotFoundError
+from backend.storage.database import create_database_engine
+from backend.storage.migrations import apply_migrations
+from backend.storage.tables import (
+    CallStatus,
+    Conversation,
+    FunctionCallRecord,
+    Message,
+    MessageRole,
+    User,
+    utcnow,
+)
 
-__all__ = [
-    "CallStatus",
-    "MessageRole",
-    "User",
-    "Conversation",
-    "Message",
-    "FunctionCallRecord",
-    "Store",
-    "SETTLED_STATUSES",
-]
+__all__ = ["Store"]
 
 log = logging.getLogger(__name__)
 _Model = TypeVar("_Model", bound=SQLModel)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-class CallStatus(StrEnum):
-    PROPOSED = "proposed"
-    CONFIRMED = "confirmed"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    INTERRUPTED = "interrupted"
-    SKIPPED = "skipped"  # the user wrote a new message instead of confirming; the model gets no result for it
-
-
-# The status column is plain text with no CHECK constraint, so a new status needs no migration.
-SETTLED_STATUSES = frozenset({
-    CallStatus.SUCCEEDED, CallStatus.FAILED, CallStatus.REJECTED, CallStatus.INTERRUPTED, CallStatus.SKIPPED,
-})
-
-
-class MessageRole(StrEnum):
-    USER = "user"
-    ASSISTANT = "assistant"
-    FUNCTION_CALL = "function_call"
-    FUNCTION_RESULT = "function_result"
-    ERROR = "error"
-
-
-def _json_column(nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=Column(MutableDict.as_mutable(JSON(none_as_null=True)), nullable=nullable))
-
-
-class User(SQLModel, table=True):
-    __tablename__ = "users"
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(index=True, unique=True, max_length=200)
-    role: str = Field(default="user", max_length=20)
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class Conversation(SQLModel, table=True):
-    __tablename__ = "conversations"
-
-    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    owner_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    title: str = Field(default="New conversation", max_length=200)
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow, index=True)
-    model_id: str | None = Field(default=None, max_length=300)
-    prompt_style: str | None = Field(default=None, max_length=40)
-    system_prompt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    temperature: float | None = None
-    max_new_tokens: int | None = None
-
-
-class Message(SQLModel, table=True):
-    __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("conversation_id", "position"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    conversation_id: str = Field(foreign_key="conversations.id", index=True, ondelete="CASCADE", max_length=32)
-    position: int
-    role: str = Field(max_length=20)
-    content: str = Field(sa_column=Column(Text, nullable=False))
-    call_id: str | None = Field(default=None, max_length=32)
-    extra: dict[str, Any] | None = _json_column()
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class FunctionCallRecord(SQLModel, table=True):
-    __tablename__ = "function_calls"
-
-    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    conversation_id: str = Field(foreign_key="conversations.id", index=True, ondelete="CASCADE", max_length=32)
-    reply_id: str = Field(index=True, max_length=32)
-    turn_id: str = Field(max_length=32)
-    function_name: str = Field(index=True, max_length=200)
-    proposed_arguments: dict[str, Any] | None = _json_column()
-    edited_arguments: dict[str, Any] | None = _json_column()
-    final_arguments: dict[str, Any] | None = _json_column()
-    validation_errors: dict[str, Any] | None = _json_column()
-    status: str = Field(default=CallStatus.PROPOSED, index=True, max_length=20)
-    auto: bool = False
-    result: dict[str, Any] | None = _json_column()
-    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    reject_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    confirmed_by: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
-    runner: str | None = Field(default=None, max_length=200)  # the Callcard instance that confirmed it
-    created_at: datetime = Field(default_factory=utcnow, index=True)
-    confirmed_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    duration_ms: float | None = None
-
-
-class SchemaMigration(SQLModel, table=True):
-    __tablename__ = "schema_migrations"
-
-    name: str = Field(primary_key=True, max_length=200)
-    applied_at: datetime = Field(default_factory=utcnow)
-
-
-def _m001_initial(connection: Connection) -> None:
-    SQLModel.metadata.create_all(connection, tables=[
-        User.__table__, Conversation.__table__, Message.__table__, FunctionCallRecord.__table__,  # type: ignore[attr-defined]
-    ])
-
-
-def _m002_call_runner(connection: Connection) -> None:
-    """Which instance confirmed a call, so a restarting replica only interrupts its own calls."""
-    if "runner" not in {c["name"] for c in inspect(connection).get_columns("function_calls")}:
-        connection.execute(text("ALTER TABLE function_calls ADD COLUMN runner VARCHAR(200)"))
-
-
-# Ordered and named; never edit or reorder one that has shipped, append a new one instead. Each must leave a new and an
-# old database in the same state (001 creates today's tables, so later ones check before they add).
-MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
-    ("001_initial", _m001_initial),
-    ("002_call_runner", _m002_call_runner),
-]
 
 # No tool may run longer than this (the registry caps timeouts at an hour), so an older unfinished call is orphaned.
 _LONGEST_CALL = timedelta(hours=1, minutes=5)
@@ -170,7 +42,7 @@ class Store:
     def __init__(self, url: str, *, instance: str | None = None) -> None:
         self.url = url
         self.instance = instance or socket.gethostname()
-        self.engine = _create_engine(url)
+        self.engine = create_database_engine(url)
         # name -> User: every engine call looks its user up, and a user's id never changes once created.
         self._users: dict[str, User] = {}
         self.apply_migrations()
@@ -179,10 +51,6 @@ class Store:
     def in_data_dir(cls, data_dir: Path) -> Store:
         data_dir.mkdir(parents=True, exist_ok=True)
         return cls(f"sqlite:///{data_dir / 'callcard.db'}")
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
 
     def close(self) -> None:
         self.engine.dispose()
@@ -194,18 +62,7 @@ class Store:
 
     def apply_migrations(self) -> list[str]:
         """Apply the migrations this database has not seen yet, in order; returns their names."""
-        applied_now: list[str] = []
-        with self.engine.begin() as connection:
-            SchemaMigration.__table__.create(connection, checkfirst=True)  # type: ignore[attr-defined]
-            done = set(connection.execute(select(SchemaMigration.name)).scalars())
-            for name, migrate in MIGRATIONS:
-                if name in done:
-                    continue
-                log.info("applying migration %s", name)
-                migrate(connection)
-                connection.execute(SchemaMigration.__table__.insert().values(name=name, applied_at=utcnow()))  # type: ignore[attr-defined]
-                applied_now.append(name)
-        return applied_now
+        return apply_migrations(self.engine)
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -468,9 +325,6 @@ class Store:
             statement = statement.order_by(FunctionCallRecord.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
             return list(session.exec(statement))
 
-    def table_names(self) -> list[str]:
-        return sorted(inspect(self.engine).get_table_names())
-
 
 def _from_row(model: type[_Model], row: Any) -> _Model:
     """A model from a row the database already checked: skipping validation makes this 10x cheaper (0.01 ms)."""
@@ -519,25 +373,3 @@ _TOUCH_CONVERSATION = (
     .where(Conversation.__table__.c.id == bindparam("cid"))  # type: ignore[attr-defined]
     .values(updated_at=bindparam("now", type_=Conversation.__table__.c.updated_at.type))  # type: ignore[attr-defined]
 )
-
-
-def _create_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
-from sqlmodel import Field, Session, SQLModel, create_engine, select
+from sqlmodel import Field, Session, SQLModel, select
 
 from backend.core.validation import check_format
+from backend.storage.database import sqlite_engine
 from backend.tools.python_tools import Format, tool_from_function
 from backend.tools.registry import Tool, ToolFailure
 
@@ -168,7 +167,7 @@ class SupportDesk:
         directory = Path(data_dir)
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / DATABASE_FILE
-        self.engine = _sqlite_engine(self.path)
+        self.engine = sqlite_engine(f"sqlite:///{self.path}")
         _DeskTable.metadata.create_all(self.engine)
         with Session(self.engine) as session:
             if session.exec(select(_Order.id).limit(1)).first() is None:
@@ -381,19 +380,6 @@ def support_desk_tools(desk: SupportDesk, *, timeout_s: float = 10.0) -> list[To
         tool_from_function(method, read_only=method in reads, timeout_s=timeout_s, source=SOURCE)
         for method in [*reads, *writes]
     ]
-
-
-def _sqlite_engine(path: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=5000"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    return engine
 
 
 def _customer_by_email(session: Session, email: str | None) -> _Customer | None:

@@ -1,4 +1,4 @@
-"""The store on its own: migrations, the compare-and-set, and start-up recovery across replicas."""
+"""The store on its own: the compare-and-set, appends that queue, and start-up recovery across replicas."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from backend.errors import InvalidStateError, NotFoundError
 from backend.storage import SETTLED_STATUSES, CallStatus, FunctionCallRecord, MessageRole, Store, utcnow
@@ -102,29 +101,3 @@ def test_a_skipped_call_is_stored_as_settled_without_a_migration(database_url: s
     with pytest.raises(InvalidStateError, match="already skipped"):
         store.transition(record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED)
     store.close()
-
-
-def test_an_old_database_is_migrated_and_a_new_one_goes_the_same_way(tmp_path) -> None:
-    path = tmp_path / "old.db"
-    old = create_engine(f"sqlite:///{path}")
-    with old.begin() as connection:  # the schema as 001 shipped it, before calls recorded their runner
-        connection.execute(text("CREATE TABLE schema_migrations (name VARCHAR(200) PRIMARY KEY, applied_at DATETIME)"))
-        connection.execute(text("INSERT INTO schema_migrations VALUES ('001_initial', '2026-11-01')"))
-        connection.execute(text(
-            "CREATE TABLE function_calls (id VARCHAR(32) PRIMARY KEY, conversation_id VARCHAR(32), "
-            "reply_id VARCHAR(32), turn_id VARCHAR(32), function_name VARCHAR(200), proposed_arguments JSON, "
-            "edited_arguments JSON, final_arguments JSON, validation_errors JSON, status VARCHAR(20), auto BOOLEAN, "
-            "result JSON, error TEXT, reject_reason TEXT, confirmed_by INTEGER, created_at DATETIME, "
-            "confirmed_at DATETIME, started_at DATETIME, finished_at DATETIME, duration_ms FLOAT)"
-        ))
-    old.dispose()
-
-    migrated = Store(f"sqlite:///{path}")
-    fresh = Store(f"sqlite:///{tmp_path / 'new.db'}")
-
-    assert migrated.apply_migrations() == [] and fresh.apply_migrations() == []
-    with migrated.engine.connect() as connection:
-        names = list(connection.execute(text("SELECT name FROM schema_migrations ORDER BY name")).scalars())
-    assert names == ["001_initial", "002_call_runner"]
-    columns = {c["name"] for c in __import__("sqlalchemy").inspect(migrated.engine).get_columns("function_calls")}
-    assert "runner" in columns
