@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from backend.storage.store import Store
 from backend.storage.tables import (
+    MAX_TITLE_CHARS,
     SETTLED_STATUSES,
     CallStatus,
     Conversation,
@@ -16,6 +17,7 @@ from backend.storage.tables import (
 )
 
 __all__ = [
+    "MAX_TITLE_CHARS",
     "SETTLED_STATUSES",
     "CallStatus",
     "Conversation",

@@ -12,6 +12,7 @@ from sqlalchemy.ext.mutable import MutableDict
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "MAX_TITLE_CHARS",
     "SETTLED_STATUSES",
     "CallStatus",
     "Conversation",
@@ -52,6 +53,9 @@ SETTLED_STATUSES = frozenset({
 })
 
 
+MAX_TITLE_CHARS = 200  # the length of a conversation's title column
+
+
 class MessageRole(StrEnum):
     USER = "user"
     ASSISTANT = "assistant"
@@ -78,7 +82,7 @@ class Conversation(SQLModel, table=True):
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     owner_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    title: str = Field(default="New conversation", max_length=200)
+    title: str = Field(default="New conversation", max_length=MAX_TITLE_CHARS)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
     model_id: str | None = Field(default=None, max_length=300)

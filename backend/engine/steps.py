@@ -1,0 +1,205 @@
+"""A call's steps: proposed, confirmed (by a person or by its tool's policy), run, settled, rejected or skipped.
+
+Each status change is a compare-and-set in the store, and each settled call gets the result message the model reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from backend.core.calls import FunctionCall
+from backend.core.specs import FunctionSpec
+from backend.core.validation import CALL_ERROR_KEY, ValidatedCall, validate_call
+from backend.engine.events import CallProposed, CallUpdated, CallView, EngineEvent
+from backend.errors import InvalidStateError
+from backend.storage import CallStatus, FunctionCallRecord, MessageRole, Store, User, utcnow
+from backend.tools import ToolPolicy, ToolRegistry
+
+__all__ = ["CallSteps", "missing_note"]
+
+log = logging.getLogger(__name__)
+
+_SKIPPED_REASON = "The user wrote a new message instead of confirming."
+_STOPPED_RUNNING = "Stopped before the function returned; it may or may not have acted."
+_STOPPED_BEFORE_START = "Stopped before the function started; it did not run."
+
+
+class CallSteps:
+    """Moves calls from one status to the next and writes the messages that go with them."""
+
+    def __init__(self, *, store: Store, registry: ToolRegistry) -> None:
+        self.store = store
+        self.registry = registry
+
+    def view(self, record: FunctionCallRecord) -> CallView:
+        """What a card shows about the call."""
+        tool = self.registry.get(record.function_name)
+        checks = record.validation_errors or {}
+        status = CallStatus(record.status)
+        if record.final_arguments is not None:
+            arguments = dict(record.final_arguments)
+        else:
+            arguments = {**(record.proposed_arguments or {}), **(checks.get("normalised") or {})}
+        result = (record.result or {}).get("value") if record.result else None
+        return CallView(
+            id=record.id, reply_id=record.reply_id, function=record.function_name,
+            description=tool.spec.description if tool else "", status=status, auto=record.auto,
+            proposed_arguments=dict(record.proposed_arguments or {}), arguments=arguments,
+            edited=record.edited_arguments is not None,
+            errors=dict(checks.get("errors") or {}) if status == CallStatus.PROPOSED else {},
+            missing=list(checks.get("missing") or []) if status == CallStatus.PROPOSED else [],
+            result=result, error=record.error, reject_reason=record.reject_reason, duration_ms=record.duration_ms,
+            spec=tool.spec if tool else None,
+        )
+
+    def propose(
+        self, conversation_id: str, call: FunctionCall, reply_id: str, turn_id: str, specs: list[FunctionSpec],
+    ) -> tuple[FunctionCallRecord, ValidatedCall]:
+        """Store one proposed call, with what validation found; an unknown function fails at once."""
+        checked = validate_call(call, specs)
+        if checked.spec is not None:
+            found = {"errors": checked.errors, "missing": checked.missing, "normalised": checked.arguments}
+        else:
+            found = {"errors": checked.errors, "missing": [], "normalised": {}}
+        record = self.store.add_call(
+            FunctionCallRecord(
+                conversation_id=conversation_id, reply_id=reply_id, turn_id=turn_id, function_name=call.name[:200],
+                proposed_arguments=call.arguments, validation_errors=found,
+            ),
+            message_content=call.to_trelis_json(),
+        )
+        if checked.spec is None:
+            record = self.store.transition(
+                record.id, expected=CallStatus.PROPOSED, to=CallStatus.FAILED, finished_at=utcnow(),
+                error=checked.errors[CALL_ERROR_KEY],
+            )
+            self._add_result(record, {"error": checked.errors[CALL_ERROR_KEY]})
+        return record, checked
+
+    async def present(self, record: FunctionCallRecord, checked: ValidatedCall) -> AsyncIterator[EngineEvent]:
+        """Report a stored proposal, and run it when its tool runs without asking."""
+        if record.status != CallStatus.PROPOSED:
+            yield CallUpdated(call=self.view(record))
+            return
+        yield CallProposed(call=self.view(record))
+        tool = self.registry.get(record.function_name)
+        if tool is not None and tool.policy == ToolPolicy.AUTO and checked.ok:
+            record = self.store.transition(
+                record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED, auto=True,
+                final_arguments=checked.arguments, confirmed_at=utcnow(), runner=self.store.instance,
+            )
+            async with aclosing(self.execute(record)) as events:
+                async for event in events:
+                    yield event
+
+    def confirm(
+        self, record: FunctionCallRecord, *, owner: User, arguments: dict[str, Any], normalised: dict[str, Any],
+    ) -> FunctionCallRecord:
+        """A person confirmed the call with `arguments` (checked: `normalised`); InvalidStateError if it moved on."""
+        edited = arguments != (record.proposed_arguments or {})
+        return self.store.transition(
+            record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED,
+            edited_arguments=arguments if edited else None, final_arguments=normalised, validation_errors=None,
+            confirmed_by=owner.id, confirmed_at=utcnow(), runner=self.store.instance,
+        )
+
+    def reject(self, call_id: str, *, owner: User, reason: str | None) -> FunctionCallRecord:
+        """A person declined the call; the model is told, with the reason. InvalidStateError if it moved on."""
+        record = self.store.transition(
+            call_id, expected=CallStatus.PROPOSED, to=CallStatus.REJECTED, reject_reason=reason,
+            confirmed_by=owner.id, finished_at=utcnow(),
+        )
+        self._add_result(record, {"declined": "The user declined this call.", "reason": reason or "none given"})
+        return record
+
+    async def execute(self, record: FunctionCallRecord) -> AsyncIterator[EngineEvent]:
+        """Run a confirmed call and settle it with its result; a stop on the way interrupts it."""
+        record = self.store.transition(
+            record.id, expected=CallStatus.CONFIRMED, to=CallStatus.RUNNING, started_at=utcnow(),
+        )
+        running = False
+        try:
+            yield CallUpdated(call=self.view(record))
+            running = True
+            result = await self.registry.execute(record.function_name, dict(record.final_arguments or {}))
+        except (asyncio.CancelledError, GeneratorExit):
+            # The tool's thread may still finish, but nobody records it: the call is never re-run or reported done.
+            self._interrupt(record, _STOPPED_RUNNING if running else _STOPPED_BEFORE_START)
+            raise
+        if result.ok:
+            record = self.store.transition(
+                record.id, expected=CallStatus.RUNNING, to=CallStatus.SUCCEEDED, finished_at=utcnow(),
+                duration_ms=result.duration_ms, result={"value": result.value, "truncated": result.truncated},
+            )
+            self._add_result(record, result.value)
+        else:
+            record = self.store.transition(
+                record.id, expected=CallStatus.RUNNING, to=CallStatus.FAILED, finished_at=utcnow(),
+                duration_ms=result.duration_ms, error=result.error,
+            )
+            self._add_result(record, {"error": result.error})
+        log.info(
+            "call conversation=%s function=%s status=%s auto=%s duration_ms=%.0f",
+            record.conversation_id, record.function_name, record.status, record.auto, record.duration_ms or 0,
+        )
+        yield CallUpdated(call=self.view(record))
+
+    def skip_open(self, conversation_id: str) -> list[EngineEvent]:
+        """A new user message settles the cards still waiting: skipped, with no result for the model.
+
+        A declined result here would join the new message in one turn, and models answer the result and miss the
+        request; with no result the new message is a turn of its own, right after the call.
+        """
+        events: list[EngineEvent] = []
+        for record in self.open_calls(conversation_id):
+            try:
+                record = self.store.transition(
+                    record.id, expected=CallStatus.PROPOSED, to=CallStatus.SKIPPED, finished_at=utcnow(),
+                    reject_reason=_SKIPPED_REASON,
+                )
+            except InvalidStateError:
+                continue
+            events.append(CallUpdated(call=self.view(record)))
+        return events
+
+    def open_calls(self, conversation_id: str) -> list[FunctionCallRecord]:
+        """The conversation's calls still waiting for a person."""
+        return self.store.calls(conversation_id=conversation_id, status=CallStatus.PROPOSED)
+
+    def _interrupt(self, record: FunctionCallRecord, error: str) -> None:
+        try:
+            record = self.store.transition(
+                record.id, expected=CallStatus.RUNNING, to=CallStatus.INTERRUPTED, finished_at=utcnow(), error=error,
+            )
+        except InvalidStateError:
+            return  # already settled elsewhere (shutdown marked it, say)
+        self._add_result(record, {"error": error})
+        log.info("call stopped conversation=%s function=%s", record.conversation_id, record.function_name)
+
+    def _add_result(self, record: FunctionCallRecord, value: Any) -> None:
+        self.store.add_message(
+            conversation_id=record.conversation_id, role=MessageRole.FUNCTION_RESULT,
+            content=json.dumps(value, ensure_ascii=False, default=str), call_id=record.id,
+        )
+
+
+def missing_note(views: list[CallView]) -> str:
+    """The assistant's question for the information a call still needs (the model card's advice)."""
+    lines: list[str] = []
+    for view in views:
+        if not view.missing:
+            continue
+        asks = []
+        for name in view.missing:
+            argument = view.spec.argument(name.split(".")[0].split("[")[0]) if view.spec else None
+            label = name.replace("_", " ")
+            asks.append(f"**{label}**" + (f" ({argument.description})" if argument and argument.description else ""))
+        lines.append(f"To run `{view.function}` I still need: " + ", ".join(asks) + ".")
+    if not lines:
+        return ""
+    return "\n".join(lines) + "\nPlease fill in the card below (or tell me here), then confirm."

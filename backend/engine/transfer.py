@@ -1,0 +1,73 @@
+"""Export and import: a whole conversation (messages, calls, results, edits) as JSON-ready data and back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.errors import InvalidInputError
+from backend.storage import MAX_TITLE_CHARS, Conversation, FunctionCallRecord, MessageRole, Store, User
+
+__all__ = ["EXPORT_FORMAT", "check_export", "export_conversation", "import_conversation"]
+
+EXPORT_FORMAT = "callcard.conversation.v1"
+_IMPORTED = " (imported)"
+
+
+def export_conversation(store: Store, conversation: Conversation) -> dict[str, Any]:
+    """The whole conversation as JSON-ready data: messages, calls, results and edits."""
+    messages = store.messages(conversation.id)
+    calls = store.calls(conversation_id=conversation.id)
+    return {
+        "format": EXPORT_FORMAT,
+        "conversation": conversation.model_dump(mode="json", exclude={"owner_id"}),
+        "messages": [m.model_dump(mode="json", exclude={"id", "conversation_id"}) for m in messages],
+        "calls": [c.model_dump(mode="json", exclude={"conversation_id", "confirmed_by"}) for c in calls],
+    }
+
+
+def check_export(data: Any) -> None:
+    """InvalidInputError unless `data` says it is a Callcard conversation export."""
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise InvalidInputError(f"This is not a Callcard conversation export (expected format {EXPORT_FORMAT}).")
+
+
+def import_conversation(store: Store, data: dict[str, Any], *, owner: User) -> Conversation:
+    """A new conversation owned by `owner` from an export; ids are fresh, so importing twice makes two copies."""
+    check_export(data)
+    try:
+        source = data["conversation"]
+        conversation = store.create_conversation(
+            owner=owner, title=_imported_title(str(source.get("title") or "")),
+            model_id=source.get("model_id"), prompt_style=source.get("prompt_style"),
+            system_prompt=source.get("system_prompt"), temperature=source.get("temperature"),
+            max_new_tokens=source.get("max_new_tokens"),
+        )
+        call_ids: dict[str, str] = {}
+        for call in data.get("calls", []):
+            record = FunctionCallRecord.model_validate({
+                **{k: v for k, v in call.items() if k not in ("id", "conversation_id", "confirmed_by")},
+                "conversation_id": conversation.id,
+            })
+            call_ids[call["id"]] = record.id
+            with store.session() as session:
+                session.add(record)
+                session.commit()
+        for message in sorted(data.get("messages", []), key=lambda m: m["position"]):
+            store.add_message(
+                conversation_id=conversation.id, role=MessageRole(message["role"]), content=str(message["content"]),
+                call_id=call_ids.get(message.get("call_id") or ""), extra=message.get("extra"),
+            )
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidInputError(f"This conversation export is damaged and was not imported: {error}.") from None
+    return store.conversation(conversation.id, user=owner)
+
+
+def _imported_title(original: str) -> str:
+    """"<original> (imported)", the original shortened to keep within the title limit."""
+    original = " ".join(original.split())
+    if not original:
+        return "Imported conversation"
+    room = MAX_TITLE_CHARS - len(_IMPORTED)
+    if len(original) > room:
+        original = original[: room - 1] + "…"
+    return original + _IMPORTED
