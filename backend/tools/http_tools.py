@@ -2,40 +2,34 @@
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
 import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from backend.core.specs import FunctionSpec
 from backend.errors import SpecError, ToolConfigError
+from backend.tools.config_file import FieldPath, Locator, read_document
+from backend.tools.fetch import Fetched, fetch, redact
 from backend.tools.registry import Tool, ToolFailure, ToolPolicy
 
-__all__ = ["Fetched", "HttpToolConfig", "HttpToolsFile", "fetch", "http_tool", "load_http_tools"]
+__all__ = ["HttpToolConfig", "HttpToolsFile", "http_tool", "load_http_tools"]
 
 logger = logging.getLogger(__name__)
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _BODYLESS_METHODS = {"GET", "DELETE"}
-_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
-_EXCERPT_CHARS = 200
-_REDACTED = "[redacted]"
 # `${VAR}` is an environment secret, `{name}` an argument; the secret pattern comes first so `${X}` is never `{X}`.
 _TEMPLATE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_SYNTAX = re.compile(r"\$\{")
 _WHOLE_ARGUMENT = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
-_Path = tuple[str | int, ...]
 
 
 class _Strict(BaseModel):
@@ -111,8 +105,8 @@ def load_http_tools(
     path = Path(path)
     if not path.is_file():
         raise ToolConfigError(f"{path}: there is no such HTTP tools file.")
-    data, lines = _read_document(path)
-    where = _Locator(path.name, lines)
+    data, lines = read_document(path)
+    where = Locator(path.name, lines, HttpToolsFile)
     if not isinstance(data, dict):
         raise ToolConfigError(where.message((), "expected a mapping with a 'tools:' list of tool definitions"))
     try:
@@ -123,7 +117,7 @@ def load_http_tools(
     problems: list[str] = []
     seen: set[str] = set()
     for index, config in enumerate(document.tools):
-        at: _Path = ("tools", index)
+        at: FieldPath = ("tools", index)
         if config.name in seen:
             problems.append(where.message((*at, "name"), f"a second tool called {config.name!r}"))
             continue
@@ -169,63 +163,6 @@ def http_tool(
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class Fetched:
-    """A successful (status < 300) HTTP answer, read into memory."""
-
-    status: int
-    content: bytes
-    content_type: str
-    encoding: str
-
-    @property
-    def text(self) -> str:
-        """The body decoded as text."""
-        return self.content.decode(self.encoding, errors="replace")
-
-    def json(self) -> Any:
-        """The body parsed as JSON (ValueError when it is not)."""
-        return json.loads(self.text)
-
-
-async def fetch(
-    name: str,
-    method: str,
-    url: str,
-    *,
-    timeout_s: float,
-    params: Mapping[str, Any] | None = None,
-    json_body: Any = None,
-    headers: Mapping[str, str] | None = None,
-    secrets: Sequence[str] = (),
-    follow_redirects: bool = False,
-) -> Fetched:
-    """Make one request for tool `name`; every failure becomes a ToolFailure whose text has `secrets` redacted."""
-    host = httpx.URL(url).host
-    logger.info("Tool %s: %s %s", name, method, url)
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=follow_redirects) as client:
-            stream = client.stream(method, url, params=params, json=json_body, headers=dict(headers or {}))
-            async with stream as response:
-                content = await _read_limited(response, name)
-    except httpx.TimeoutException:
-        raise ToolFailure(f"{name} timed out after {timeout_s:g} s waiting for {host}.") from None
-    except httpx.HTTPError as exc:
-        raise ToolFailure(_redact(f"{name} could not reach {host} ({type(exc).__name__}).", secrets)) from None
-    fetched = Fetched(
-        status=response.status_code,
-        content=content,
-        content_type=response.headers.get("content-type", ""),
-        encoding=response.charset_encoding or "utf-8",
-    )
-    if response.status_code >= 300:
-        excerpt = " ".join(fetched.text.split())[:_EXCERPT_CHARS]
-        reason = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-        detail = f": {excerpt}" if excerpt else "."
-        raise ToolFailure(_redact(f"{name} failed: {host} answered {reason}{detail}", secrets))
-    return fetched
-
-
 async def _call(
     config: HttpToolConfig, name: str, arguments: dict[str, Any], env: Mapping[str, str], secrets: list[str]
 ) -> Any:
@@ -238,17 +175,6 @@ async def _call(
         secrets=secrets,
     )
     return _redact_value(_result(config, name, fetched), secrets)
-
-
-async def _read_limited(response: httpx.Response, name: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > _MAX_RESPONSE_BYTES:
-            raise ToolFailure(f"{name} failed: the answer is larger than {_MAX_RESPONSE_BYTES // (1024 * 1024)} MiB.")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _result(config: HttpToolConfig, name: str, fetched: Fetched) -> Any:
@@ -336,18 +262,11 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if len(secret) >= 4:  # very short values would blank out ordinary text
-            text = text.replace(secret, _REDACTED)
-    return text
-
-
 def _redact_value(value: Any, secrets: Sequence[str]) -> Any:
     if isinstance(value, str):
-        return _redact(value, secrets)
+        return redact(value, secrets)
     if isinstance(value, dict):
-        return {_redact(str(k), secrets): _redact_value(v, secrets) for k, v in value.items()}
+        return {redact(str(k), secrets): _redact_value(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact_value(item, secrets) for item in value]
     return value
@@ -365,7 +284,7 @@ def _argument_names(text: str) -> set[str]:
 
 
 def _spec(
-    config: HttpToolConfig, known: Mapping[str, FunctionSpec], *, at: _Path, where: _Locator, problems: list[str]
+    config: HttpToolConfig, known: Mapping[str, FunctionSpec], *, at: FieldPath, where: Locator, problems: list[str]
 ) -> FunctionSpec | None:
     if config.arguments is None and config.name in known:
         inherited = known[config.name]
@@ -380,13 +299,13 @@ def _spec(
 
 
 def _check_templates(
-    config: HttpToolConfig, spec: FunctionSpec | None, *, at: _Path, where: _Locator, problems: list[str]
+    config: HttpToolConfig, spec: FunctionSpec | None, *, at: FieldPath, where: Locator, problems: list[str]
 ) -> None:
     """Placeholders must name arguments; secrets may only go in headers, which are never logged."""
     names = {argument.name for argument in spec.arguments} if spec is not None else None
     request_at = (*at, "request")
 
-    def check(value: Any, field: _Path, *, secrets_allowed: bool) -> None:
+    def check(value: Any, field: FieldPath, *, secrets_allowed: bool) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
                 check(item, (*field, key), secrets_allowed=secrets_allowed)
@@ -419,100 +338,3 @@ def _check_templates(
         problems.append(where.message((*request_at, "body"), problem))
 
 
-class _Locator:
-    """Turns a field path into "tools.yaml line 7: tools[0].request.method: ..." using the recorded lines."""
-
-    def __init__(self, file_name: str, lines: dict[_Path, int]) -> None:
-        self.file_name = file_name
-        self.lines = lines
-
-    def message(self, path: _Path, text: str) -> str:
-        line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), None)
-        prefix = f"{self.file_name} line {line}" if line is not None else self.file_name
-        return f"{prefix}: {_dotted(path)}: {text}" if path else f"{prefix}: {text}"
-
-    def pydantic_error(self, error: Any) -> str:
-        path: _Path = tuple(error["loc"])
-        kind = error["type"]
-        if kind == "missing":
-            text = "is required"
-        elif kind == "extra_forbidden":
-            text = _unknown_field(path)
-        elif kind in ("literal_error", "enum"):
-            choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
-            text = f"must be one of {', '.join(choices)}"
-        else:
-            message = str(error["msg"]).removeprefix("Value error, ")
-            text = message[:1].lower() + message[1:]
-        return self.message(path, text)
-
-
-def _unknown_field(path: _Path) -> str:
-    model: Any = HttpToolsFile
-    for part in path[:-1]:
-        if isinstance(part, int) or model is None:
-            continue
-        field = model.model_fields.get(part)
-        annotation = field.annotation if field else None
-        candidates = (annotation, *get_args(annotation))
-        model = next((a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)), None)
-    if model is None:
-        return "unknown field"
-    known = list(model.model_fields)
-    close = difflib.get_close_matches(str(path[-1]), known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else f" (known fields: {', '.join(known)})"
-    return "unknown field" + hint
-
-
-def _dotted(path: _Path) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _read_document(path: Path) -> tuple[Any, dict[_Path, int]]:
-    """The file's data and the line of every key and list item; syntax errors name their line."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ToolConfigError(f"{path.name} line {exc.lineno}: invalid JSON: {exc.msg}") from None
-        try:
-            return data, _lines_of(yaml.compose(text, Loader=yaml.SafeLoader))
-        except yaml.YAMLError:  # JSON that YAML reads differently (tabs): data without line numbers
-            return data, {}
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise ToolConfigError(f"{path.name}{where}: invalid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise ToolConfigError(f"{path.name}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
-    return data, _lines_of(node)
-
-
-def _lines_of(node: yaml.Node | None) -> dict[_Path, int]:
-    lines: dict[_Path, int] = {}
-
-    def visit(current: yaml.Node, path: _Path) -> None:
-        lines.setdefault(path, current.start_mark.line + 1)
-        if isinstance(current, yaml.MappingNode):
-            for key, value in current.value:
-                child = (*path, str(key.value))
-                lines[child] = key.start_mark.line + 1
-                visit(value, child)
-        elif isinstance(current, yaml.SequenceNode):
-            for index, item in enumerate(current.value):
-                visit(item, (*path, index))
-
-    if node is not None:
-        visit(node, ())
-    return lines

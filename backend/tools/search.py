@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from typing import Any
 
-from backend.tools.http_tools import fetch
+from backend.tools.fetch import fetch
 from backend.tools.python_tools import tool_from_function
 from backend.tools.registry import Tool, ToolFailure
 
