@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     try:
         settings = load_settings(**parse_flags(argv))
         from backend.engine import Engine, Limits
-        from backend.storage import Store
+        from backend.storage.store import Store
         from backend.tools import SupportDesk, build_registry
 
         store = Store(settings.database) if settings.database_url else Store.in_data_dir(settings.data_dir)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from backend.errors import CallcardError
 from backend.models.protocol import ModelBackend
-from backend.storage import Store
+from backend.storage.store import Store
 
 __all__ = ["HealthReport", "check_health"]
 

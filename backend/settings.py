@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "split_names"]
 
 Backend = Literal["embedded", "tgi", "openai"]
 
@@ -105,15 +106,15 @@ class Settings(BaseSettings):
 
     @property
     def auto_tool_names(self) -> list[str]:
-        return _names(self.auto_tools)
+        return split_names(self.auto_tools)
 
     @property
     def disabled_tool_names(self) -> list[str]:
-        return _names(self.disabled_tools)
+        return split_names(self.disabled_tools)
 
     @property
     def lead_names(self) -> list[str]:
-        return _names(self.leads)
+        return split_names(self.leads)
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -144,5 +145,7 @@ def _is_under(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder)
 
 
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+def split_names(value: str | Iterable[str]) -> list[str]:
+    """Names from comma-separated text (as in CALLCARD_AUTO_TOOLS) or a list, stripped, blanks left out."""
+    items = value.split(",") if isinstance(value, str) else value
+    return [name.strip() for name in items if name.strip()]

@@ -29,7 +29,7 @@ from gradio_client import Client
 
 from backend.engine import Engine
 from backend.models.tgi import TGIBackend
-from backend.storage import Store
+from backend.storage.store import Store
 from backend.tools import SupportDesk, build_registry
 from tests.fake_tgi import FakeTGI, Reply, unused_port
 from ui.app import build_app, launch

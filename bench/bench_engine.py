@@ -22,9 +22,10 @@ from pathlib import Path
 from sqlalchemy import event
 
 from backend.core.specs import FunctionSpec
-from backend.engine import CallProposed, Engine
+from backend.engine import Engine
+from backend.engine.events import CallProposed
 from backend.models.protocol import GenerationParams, ModelInfo, ReplyDone, TextDelta
-from backend.storage import Store
+from backend.storage.store import Store
 from backend.tools import ToolRegistry, tool_from_function
 
 PROSE = "Your order A1001 was delivered on Tuesday; the parcel was left with a neighbour at number 12. " * 3

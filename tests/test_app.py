@@ -12,7 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from backend.storage import CallStatus, FunctionCallRecord, Store
+from backend.storage.store import Store
+from backend.storage.tables import CallStatus, FunctionCallRecord
 from tests.fake_tgi import FakeTGI, unused_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from backend.engine import Engine
 from backend.health import HealthReport
 from backend.models.protocol import ModelInfo
-from backend.storage import CallStatus
+from backend.storage.tables import CallStatus
 from backend.tools import ToolRegistry
 from ui.auth import People
 from ui.deck import DECK_CSS, DECK_JS, DECK_TEMPLATE, deck_value

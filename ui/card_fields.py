@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from backend.core.specs import ArgumentSpec
-from backend.core.validation import validate_arguments
-from backend.engine import CallView
+from backend.core.validation import top_field, validate_arguments
+from backend.engine.events import CallView
 
 __all__ = [
     "Widget",
@@ -73,7 +73,7 @@ def card_fields(view: CallView, errors: Mapping[str, str] | None = None) -> list
     if view.spec is None:
         return []
     grouped = field_errors(view.errors if errors is None else errors)
-    missing = {name.split(".")[0].split("[")[0] for name in view.missing} if errors is None else set()
+    missing = {top_field(name) for name in view.missing} if errors is None else set()
     fields: list[FieldView] = []
     for argument in view.spec.arguments:
         widget = _widget(argument)
@@ -231,7 +231,7 @@ def field_errors(errors: Mapping[str, str]) -> dict[str, str]:
     """Validation errors grouped by top-level field (`address.city` goes under `address`); "" holds the rest."""
     grouped: dict[str, list[str]] = {}
     for key, message in errors.items():
-        top = key.split(".")[0].split("[")[0]
+        top = top_field(key)
         prefix = f"{key}: " if key != top and top else ""
         grouped.setdefault(top, []).append(prefix + message)
     return {key: " ".join(messages) for key, messages in grouped.items()}

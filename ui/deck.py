@@ -21,8 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.engine import CallView
-from backend.storage import SETTLED_STATUSES, CallStatus
+from backend.core.validation import top_field
+from backend.engine.events import CallView
+from backend.storage.tables import SETTLED_STATUSES, CallStatus
 from ui.card_fields import FieldView, arguments_json, card_fields
 
 __all__ = [
@@ -150,7 +151,7 @@ def _open_body(view: CallView, overlay: Overlay | None) -> str:
     fields = card_fields(view, overlay.errors if overlay is not None else None)
     errors = overlay.errors if overlay is not None else view.errors
     known = {f.name for f in fields}
-    general = [m for k, m in errors.items() if k.split(".")[0].split("[")[0] not in known]
+    general = [m for k, m in errors.items() if top_field(k) not in known]
     notice = " ".join([overlay.notice if overlay else "", *general]).strip()
     parts = [f'<p class="cc-notice" role="alert">⚠️ {_e(notice)}</p>' if notice else ""]
     parts += [_field(view.id, f) for f in fields]

@@ -26,10 +26,13 @@ from typing import Any
 
 import gradio as gr
 
-from backend.engine import CallView, Engine, EngineEvent, ErrorEvent, Token, unanswered_message_ids
+from backend.core.validation import top_field
+from backend.engine import Engine
+from backend.engine.events import CallView, EngineEvent, ErrorEvent, Token
+from backend.engine.turns import unanswered_message_ids
 from backend.errors import CallcardError
 from backend.models.protocol import ModelInfo
-from backend.storage import CallStatus, Conversation, Message, MessageRole
+from backend.storage.tables import CallStatus, Conversation, Message, MessageRole
 from backend.tools import ToolRegistry
 from ui.auth import People
 from ui.card_fields import arguments_from_json, check_values
@@ -377,7 +380,7 @@ class Page:
         values = data.get("values") if isinstance(data.get("values"), dict) else {}
         arguments, _normalised, errors = check_values(view, values)
         if errors:
-            names = ", ".join(sorted({k.split(".")[0].split("[")[0].replace("_", " ") or "the call" for k in errors}))
+            names = ", ".join(sorted({top_field(k).replace("_", " ") or "the call" for k in errors}))
             overlay = Overlay(arguments=arguments, errors=errors, notice=f"Nothing ran: check {names} first.")
             raise _Shown(self._final(user, conversation_id, overlays={call_id: overlay}))
         return self.engine.confirm(call_id, arguments, user)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from backend.core.specs import ArgumentSpec
-from backend.engine import (
+from backend.engine.events import (
     AssistantNote,
     CallProposed,
     CallUpdated,
@@ -31,7 +31,7 @@ from backend.engine import (
 )
 from backend.errors import CallcardError
 from backend.models.protocol import ModelInfo
-from backend.storage import CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User
+from backend.storage.tables import CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User
 from backend.tools import Tool, ToolPolicy
 from ui.deck import status_label
 from ui.safe_text import inert_markdown, literal_line, literal_markdown

@@ -24,7 +24,8 @@ from backend.core.calls import FunctionCall
 from backend.core.specs import ArgumentSpec, FunctionSpec
 
 __all__ = [
-    "ValidatedCall", "validate_call", "validate_arguments", "check_format", "CALL_ERROR_KEY", "VALIDATED_FORMATS",
+    "ValidatedCall", "validate_call", "validate_arguments", "check_format", "top_field", "CALL_ERROR_KEY",
+    "VALIDATED_FORMATS",
 ]
 
 CALL_ERROR_KEY = ""  # key of errors about the call as a whole (unknown function) rather than one field
@@ -82,6 +83,11 @@ def validate_arguments(
     missing: list[str] = []
     normalised = _check_fields(spec.arguments, arguments, path="", errors=errors, missing=missing, owner=spec.name)
     return normalised, errors, missing
+
+
+def top_field(key: str) -> str:
+    """The argument an error or missing-field key is about: `address` for `address.city` or `address[0]`."""
+    return key.split(".")[0].split("[")[0]
 
 
 def _check_fields(

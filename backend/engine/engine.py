@@ -30,7 +30,8 @@ from backend.engine.transfer import check_export, export_conversation, import_co
 from backend.engine.turns import current_turn, is_unanswered, loop_guard, prompt_history, turns
 from backend.errors import CallcardError, InvalidInputError, InvalidStateError, NotFoundError
 from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
-from backend.storage import (
+from backend.storage.store import Store
+from backend.storage.tables import (
     MAX_TITLE_CHARS,
     SETTLED_STATUSES,
     CallStatus,
@@ -38,7 +39,6 @@ from backend.storage import (
     FunctionCallRecord,
     Message,
     MessageRole,
-    Store,
     User,
     new_id,
 )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from backend.core.specs import FunctionSpec
-from backend.storage import CallStatus
+from backend.storage.tables import CallStatus
 
 __all__ = [
     "AssistantNote",

@@ -14,10 +14,11 @@ from typing import Any
 
 from backend.core.calls import FunctionCall
 from backend.core.specs import FunctionSpec
-from backend.core.validation import CALL_ERROR_KEY, ValidatedCall, validate_call
+from backend.core.validation import CALL_ERROR_KEY, ValidatedCall, top_field, validate_call
 from backend.engine.events import CallProposed, CallUpdated, CallView, EngineEvent
 from backend.errors import InvalidStateError
-from backend.storage import CallStatus, FunctionCallRecord, MessageRole, Store, User, utcnow
+from backend.storage.store import Store
+from backend.storage.tables import CallStatus, FunctionCallRecord, MessageRole, User, utcnow
 from backend.tools import ToolPolicy, ToolRegistry
 
 __all__ = ["CallSteps", "missing_note"]
@@ -196,7 +197,7 @@ def missing_note(views: list[CallView]) -> str:
             continue
         asks = []
         for name in view.missing:
-            argument = view.spec.argument(name.split(".")[0].split("[")[0]) if view.spec else None
+            argument = view.spec.argument(top_field(name)) if view.spec else None
             label = name.replace("_", " ")
             asks.append(f"**{label}**" + (f" ({argument.description})" if argument and argument.description else ""))
         lines.append(f"To run `{view.function}` I still need: " + ", ".join(asks) + ".")

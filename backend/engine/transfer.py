@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from backend.errors import InvalidInputError
-from backend.storage import MAX_TITLE_CHARS, Conversation, FunctionCallRecord, MessageRole, Store, User
+from backend.storage.store import Store
+from backend.storage.tables import MAX_TITLE_CHARS, Conversation, FunctionCallRecord, MessageRole, User
 
 __all__ = ["EXPORT_FORMAT", "check_export", "export_conversation", "import_conversation"]
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backend.core.calls import FunctionCall
-from backend.storage import CallStatus, FunctionCallRecord, Message, MessageRole, new_id
+from backend.storage.tables import CallStatus, FunctionCallRecord, Message, MessageRole, new_id
 
 __all__ = ["current_turn", "is_unanswered", "loop_guard", "prompt_history", "turns", "unanswered_message_ids"]
 

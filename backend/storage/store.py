@@ -16,15 +16,7 @@ from sqlmodel import Session, SQLModel, func, select
 from backend.errors import InvalidStateError, NotFoundError
 from backend.storage.database import create_database_engine
 from backend.storage.migrations import apply_migrations
-from backend.storage.tables import (
-    CallStatus,
-    Conversation,
-    FunctionCallRecord,
-    Message,
-    MessageRole,
-    User,
-    utcnow,
-)
+from backend.storage.tables import CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User, utcnow
 
 __all__ = ["Store"]
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from backend.errors import ToolConfigError
+from backend.settings import split_names
 from backend.tools.function_list import function_list_tools, load_function_list
 from backend.tools.http_tools import load_http_tools
 from backend.tools.python_tools import load_python_tools
@@ -59,7 +60,7 @@ def build_registry(
     for tool in mapped:
         if tool.name not in listed_names:
             registry.add(tool)
-    auto, disabled = _names(auto_tools), _names(disabled_tools)
+    auto, disabled = split_names(auto_tools), split_names(disabled_tools)
     both = sorted(set(auto) & set(disabled))
     if both:
         raise ToolConfigError(f"{', '.join(both)} cannot be both auto and disabled.")
@@ -68,8 +69,3 @@ def build_registry(
     for name in auto:
         registry.set_policy(name, ToolPolicy.AUTO)
     return registry
-
-
-def _names(value: str | Iterable[str]) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else value
-    return [name.strip() for name in items if name.strip()]

@@ -16,7 +16,7 @@ import pytest
 from backend.auth import Account, Accounts, hash_password
 from backend.engine import Engine, Limits
 from backend.models.tgi import TGIBackend
-from backend.storage import Store
+from backend.storage.store import Store
 from backend.tools import SupportDesk, ToolRegistry, build_registry, tool_from_function
 from tests.fake_tgi import FakeTGI
 from tests.ui.browser import TIMEOUT_MS, LogWatch, Watched, expect

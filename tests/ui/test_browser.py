@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from backend.storage import CallStatus, FunctionCallRecord
+from backend.storage.tables import CallStatus, FunctionCallRecord
 from tests.fake_tgi import FakeTGI, Reply
 from tests.ui.browser import Watched, expect
 from tests.ui.conftest import SCREENSHOTS, RunningApp, call_text, script_call

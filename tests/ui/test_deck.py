@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.core.specs import FunctionSpec
-from backend.engine import CallView
-from backend.storage import CallStatus
+from backend.engine.events import CallView
+from backend.storage.tables import CallStatus
 from ui.card_fields import arguments_from_json, arguments_from_values, card_fields, check_values
 from ui.deck import Overlay, Unanswered, deck_html, deck_value
 

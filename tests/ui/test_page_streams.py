@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
-from backend.engine import Done, EngineEvent, Token
+from backend.engine.events import Done, EngineEvent, Token
 from ui.auth import People
 from ui.page import Page
 from ui.present import ChatStream

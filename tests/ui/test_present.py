@@ -6,9 +6,9 @@ import csv
 import io
 
 from backend.core.specs import FunctionSpec
-from backend.engine import CallProposed, CallView, Done, ErrorEvent, PreparingCall, ReplyText, Token
+from backend.engine.events import CallProposed, CallView, Done, ErrorEvent, PreparingCall, ReplyText, Token
 from backend.models.protocol import ModelInfo
-from backend.storage import CallStatus, Message, MessageRole
+from backend.storage.tables import CallStatus, Message, MessageRole
 from ui.present import (
     ChatStream,
     audit_csv,

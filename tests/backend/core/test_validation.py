@@ -18,6 +18,7 @@ from backend.core.validation import (
     VALIDATED_FORMATS,
     ValidatedCall,
     check_format,
+    top_field,
     validate_arguments,
     validate_call,
 )
@@ -534,3 +535,11 @@ def test_what_python_writes_for_each_format_passes(
     for format_name, text in written.items():
         assert check_format(format_name, text) == (text, None), (format_name, text)
     assert check_format("ipv6", str(v4))[1] is not None and check_format("ipv4", str(v6))[1] is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "top"),
+    [("city", "city"), ("address.city", "address"), ("tags[0]", "tags"), ("items[1].name", "items"), ("", "")],
+)
+def test_top_field_names_the_argument_an_error_key_is_about(key: str, top: str) -> None:
+    assert top_field(key) == top

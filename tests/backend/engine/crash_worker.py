@@ -9,7 +9,7 @@ from pathlib import Path
 
 from backend.engine import Engine
 from backend.models.tgi import TGIBackend
-from backend.storage import Store
+from backend.storage.store import Store
 from backend.tools import ToolRegistry, tool_from_function
 
 

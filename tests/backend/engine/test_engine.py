@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 
 from backend.core.prompts import FUNCTION_RESULT_TEMPLATE
-from backend.engine import (
+from backend.engine import Engine, Limits
+from backend.engine.events import (
     AssistantNote,
     CallProposed,
     CallUpdated,
     Done,
-    Engine,
     ErrorEvent,
-    Limits,
     PreparingCall,
     ReplyText,
     Token,
@@ -28,7 +27,8 @@ from backend.engine import (
 from backend.errors import InvalidInputError, NotFoundError
 from backend.models.protocol import GenerationParams
 from backend.models.tgi import TGIBackend
-from backend.storage import CallStatus, MessageRole, Store
+from backend.storage.store import Store
+from backend.storage.tables import CallStatus, MessageRole
 from backend.tools import SupportDesk, ToolPolicy, ToolRegistry, support_desk_tools, tool_from_function
 from tests.fake_tgi import FakeTGI
 

@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from backend.engine import CallProposed, Engine, ErrorEvent
+from backend.engine import Engine
+from backend.engine.events import CallProposed, ErrorEvent
 from backend.models.tgi import TGIBackend
-from backend.storage import CallStatus, Store
+from backend.storage.store import Store
+from backend.storage.tables import CallStatus
 from backend.tools import ToolRegistry, tool_from_function
 from tests.fake_tgi import FakeTGI
 

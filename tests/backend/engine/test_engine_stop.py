@@ -16,11 +16,14 @@ from typing import Any
 
 import pytest
 
-from backend.engine import CallProposed, Engine, ErrorEvent, Token, unanswered_message_ids
+from backend.engine import Engine
+from backend.engine.events import CallProposed, ErrorEvent, Token
+from backend.engine.turns import unanswered_message_ids
 from backend.models.openai_compat import OpenAIBackend
 from backend.models.protocol import GenerationParams, ModelBackend
 from backend.models.tgi import TGIBackend
-from backend.storage import CallStatus, MessageRole, Store
+from backend.storage.store import Store
+from backend.storage.tables import CallStatus, MessageRole
 from backend.tools import ToolRegistry, tool_from_function
 from tests.fake_tgi import FakeTGI, Reply
 

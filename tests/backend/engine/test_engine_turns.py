@@ -15,12 +15,15 @@ import pytest
 
 from backend.core.prompts import native_messages
 from backend.core.specs import FunctionSpec
-from backend.engine import CallProposed, CallUpdated, Engine, ErrorEvent, Token, unanswered_message_ids
+from backend.engine import Engine
+from backend.engine.events import CallProposed, CallUpdated, ErrorEvent, Token
+from backend.engine.turns import unanswered_message_ids
 from backend.errors import InvalidStateError, NotFoundError
 from backend.models.openai_compat import OpenAIBackend
 from backend.models.protocol import GenerationParams, ModelBackend, ModelFailure, ModelInfo, ReplyEvent
 from backend.models.tgi import TGIBackend
-from backend.storage import CallStatus, Message, MessageRole, Store
+from backend.storage.store import Store
+from backend.storage.tables import CallStatus, Message, MessageRole
 from backend.tools import SupportDesk, ToolRegistry, support_desk_tools
 from tests.fake_tgi import FakeTGI
 

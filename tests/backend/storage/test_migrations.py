@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlmodel import SQLModel
 
-from backend.storage import Conversation, FunctionCallRecord, Message, Store, User
 from backend.storage.database import create_database_engine
 from backend.storage.migrations import MIGRATIONS
-from backend.storage.tables import SchemaMigration
+from backend.storage.store import Store
+from backend.storage.tables import Conversation, FunctionCallRecord, Message, SchemaMigration, User
 
 _MODELS = (User, Conversation, Message, FunctionCallRecord, SchemaMigration)
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from backend.errors import InvalidStateError, NotFoundError
-from backend.storage import SETTLED_STATUSES, CallStatus, FunctionCallRecord, MessageRole, Store, utcnow
+from backend.storage.store import Store
+from backend.storage.tables import SETTLED_STATUSES, CallStatus, FunctionCallRecord, MessageRole, utcnow
 
 
 def _running_call(store: Store, *, instance: str, confirmed_ago: timedelta = timedelta(0)) -> str:
