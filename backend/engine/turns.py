@@ -11,8 +11,8 @@ from backend.storage.tables import CallStatus, FunctionCallRecord, Message, Mess
 
 __all__ = ["current_turn", "is_unanswered", "loop_guard", "prompt_history", "turns", "unanswered_message_ids"]
 
-# One row of `Store.transcript`: role, content, function name, arguments as run or proposed.
-_TranscriptRow = tuple[str, str, str | None, dict[str, Any] | None]
+# One row of `Store.transcript`: role, content, call id, function name, arguments as run or proposed.
+_TranscriptRow = tuple[str, str, str | None, str | None, dict[str, Any] | None]
 
 
 def unanswered_message_ids(messages: Sequence[Message], *, include_last: bool = True) -> set[int]:
@@ -51,7 +51,7 @@ def prompt_history(rows: Sequence[_TranscriptRow]) -> list[dict[str, str]]:
     # A failed message would otherwise join the next one in a single turn. The newest turn is the one being
     # answered (sent or retried), so it always goes in.
     left_out = _unanswered([row[0] for row in rows], include_last=False)
-    for index, (role, content, function_name, arguments) in enumerate(rows):
+    for index, (role, content, _call_id, function_name, arguments) in enumerate(rows):
         if role == MessageRole.ERROR or index in left_out:
             continue
         if role == MessageRole.FUNCTION_CALL and function_name is not None:

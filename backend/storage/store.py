@@ -194,8 +194,8 @@ class Store:
             statement = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.position)  # type: ignore[arg-type]
             return list(session.exec(statement))
 
-    def transcript(self, conversation_id: str) -> list[tuple[str, str, str | None, dict[str, Any] | None]]:
-        """(role, content, function name, arguments as run or proposed) per message, oldest first, in one query.
+    def transcript(self, conversation_id: str) -> list[tuple[str, str, str | None, str | None, dict[str, Any] | None]]:
+        """(role, content, call id, function name, arguments as run or proposed) per message, oldest first, in one query.
 
         The prompt is rebuilt from this on every reply, so it reads plain rows rather than ORM objects.
         """
@@ -203,7 +203,7 @@ class Store:
         calls = FunctionCallRecord.__table__  # type: ignore[attr-defined]
         statement = (
             select(
-                messages.c.role, messages.c.content, calls.c.function_name,
+                messages.c.role, messages.c.content, messages.c.call_id, calls.c.function_name,
                 func.coalesce(calls.c.final_arguments, calls.c.proposed_arguments),
             )
             .select_from(messages.outerjoin(calls, calls.c.id == messages.c.call_id))
