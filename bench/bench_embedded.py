@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import llama_cpp
 
+from backend.core.history import Turn
 from backend.core.prompts import native_messages
 from backend.core.specs import FunctionSpec
 from backend.models.embedded import EmbeddedBackend, bundled_model_path
@@ -57,7 +58,7 @@ async def backend_run(backend: EmbeddedBackend, text: str, functions: list[Funct
     started = time.perf_counter()
     first = 0.0
     count = 0
-    async for event in backend.stream([{"role": "user", "content": text}], functions, params=params):
+    async for event in backend.stream([Turn.user(text)], functions, params=params):
         if isinstance(event, TextDelta):
             first = first or time.perf_counter() - started
         else:
@@ -112,7 +113,7 @@ def main(argv: list[str]) -> int:
     offered: list[Run] = []
     for index in range(args.rounds):
         text = request(index)
-        prompt = template(messages=native_messages([{"role": "user", "content": text}])).prompt  # type: ignore[arg-type]
+        prompt = template(messages=native_messages([Turn.user(text)])).prompt  # type: ignore[arg-type]
         theirs.append(on_worker(raw_run, raw, prompt, args.tokens).result())
         mine.append(asyncio.run(backend_run(backend, text, [], args.tokens)))
         offered.append(asyncio.run(backend_run(backend, request(100 + index), [_WEATHER], args.tokens)))

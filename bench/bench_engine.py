@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 
+from backend.core.history import Turn
 from backend.core.specs import FunctionSpec
 from backend.engine import Engine
 from backend.engine.events import CallProposed
@@ -50,10 +51,10 @@ class InstantModel:
         return True
 
     async def stream(
-        self, conversation: Sequence[dict[str, str]], functions: Sequence[FunctionSpec], *,
+        self, conversation: Sequence[Turn], functions: Sequence[FunctionSpec], *,
         system: str | None = None, params: GenerationParams | None = None,
     ) -> AsyncIterator[TextDelta | ReplyDone]:
-        key = conversation[0]["content"]
+        key = conversation[0].text
         reply = self.scripts[key].pop(0)
         pieces = tokens(reply)
         for piece in pieces:
@@ -88,7 +89,7 @@ async def baseline(model: InstantModel, replies: int) -> float:
     model.scripts["baseline"] = [CALL, PROSE] * (replies // 2)
     started = time.perf_counter()
     for _ in range(replies):
-        async for _ in model.stream([{"role": "user", "content": "baseline"}], []):
+        async for _ in model.stream([Turn.user("baseline")], []):
             pass
     return (time.perf_counter() - started) / replies
 

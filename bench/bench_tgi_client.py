@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from backend.core.history import Turn
 from backend.core.specs import load_functions
 from backend.models.protocol import TextDelta
 from backend.models.tgi import TGIBackend
 from tests.fake_tgi import FakeTGI, tokenize
 
-CONVERSATION = [{"role": "user", "content": "Tell me about the weather in Paris."}]
+CONVERSATION = [Turn.user("Tell me about the weather in Paris.")]
 FUNCTIONS = load_functions(
     {"function": "get_weather", "description": "Weather in a city.", "arguments": [{"name": "city", "type": "string"}]}
 )

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from backend.core.history import Turn
 from backend.core.specs import FunctionSpec
 from backend.errors import SpecError
 
@@ -38,7 +39,7 @@ class TestCase:
 
     id: str
     category: str
-    messages: list[dict[str, str]]
+    messages: list[Turn]
     system: str | None
     functions: list[FunctionSpec]
     raw_functions: list[dict[str, Any]]
@@ -74,7 +75,7 @@ def load_cases(category: str, limit: int | None = None) -> list[TestCase]:
             TestCase(
                 id=question["id"],
                 category=category,
-                messages=[{"role": m["role"], "content": m["content"]} for m in turn if m["role"] != "system"],
+                messages=[Turn(role=m["role"], text=m["content"]) for m in turn if m["role"] != "system"],
                 system=system,
                 functions=functions,
                 raw_functions=raw,

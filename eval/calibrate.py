@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     rows: list[tuple[str, float, bool]] = []
     for category in [*(c for c in settings["categories"] if c != "irrelevance"), "irrelevance"]:
         for case in load_cases(category, settings["offset"] + settings["n"])[settings["offset"] :]:
-            score = max(backend.relevance(case.messages[-1]["content"], case.functions).values())
+            score = max(backend.relevance(case.messages[-1].text, case.functions).values())
             # An irrelevance case is right on the text path; any other case is right if its call was.
             rows.append((category, score, right.get(case.id, False)))
     categories = list(dict.fromkeys(r[0] for r in rows))

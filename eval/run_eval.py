@@ -106,7 +106,10 @@ class Baseline:
 
     def reply(self, case: TestCase) -> tuple[str, list[FunctionCall]]:
         # Its template lists the tools inside the system message only, so a case without one gets a plain one.
-        messages = [{"role": "system", "content": case.system or "You are a helpful assistant."}, *case.messages]
+        messages = [
+            {"role": "system", "content": case.system or "You are a helpful assistant."},
+            *({"role": m.role, "content": m.text} for m in case.messages),
+        ]
         tools = [spec.to_openai_tool() for spec in case.functions]
         try:
             response = self._llm.create_chat_completion(

@@ -11,10 +11,14 @@ __all__ = ["FunctionCall"]
 
 
 class FunctionCall(BaseModel):
-    """A call the model asked for: a function name and its arguments, not yet validated."""
+    """A call the model asked for: a function name and its arguments, not yet validated.
+
+    `id` is set once the call is stored (its record's id); a call just parsed from a reply has none.
+    """
 
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
 
     def to_trelis_json(self) -> str:
         """The call as the Trelis models write it: `{"function": name, "arguments": {...}}`."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from backend.core.history import Turn
 from backend.core.specs import FunctionSpec, function_list_text, load_functions
 from backend.errors import PromptTooLongError
 
@@ -29,8 +30,6 @@ PROMPT_STYLES: tuple[PromptStyle, ...] = ("llama2", "mistral")
 
 # The v2 model card documents no way to return a result; Trelis' v3 templates use this user turn.
 FUNCTION_RESULT_TEMPLATE = "Here is the response to the function call. If helpful, use it to respond to my question:\n\n{result}"
-
-Message = dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def estimate_tokens(text: str) -> int:
 
 
 def format_prompt(
-    conversation: Sequence[Message],
+    conversation: Sequence[Turn],
     functions: Iterable[FunctionSpec | dict[str, Any]] = (),
     *,
     system: str | None = None,
@@ -97,21 +96,19 @@ class _Turn:
     starts_exchange: bool  # begins with a user message, not a function result: a safe place to cut history
 
 
-def _group_turns(conversation: Sequence[Message]) -> list[_Turn]:
+def _group_turns(conversation: Sequence[Turn]) -> list[_Turn]:
     turns: list[_Turn] = []
     for message in conversation:
-        role, content = message["role"], message["content"]
+        role = message.role
         if role in ("user", "function_result"):
-            text = FUNCTION_RESULT_TEMPLATE.format(result=content) if role == "function_result" else content
+            text = FUNCTION_RESULT_TEMPLATE.format(result=message.text) if role == "function_result" else message.text
             if not turns or turns[-1].assistant:
                 turns.append(_Turn(user=[], assistant=[], starts_exchange=role == "user"))
             turns[-1].user.append(text)
-        elif role in ("assistant", "function_call"):
+        else:
             if not turns:
                 turns.append(_Turn(user=[], assistant=[], starts_exchange=True))
-            turns[-1].assistant.append(content)
-        else:
-            raise ValueError(f"Unknown message role {role!r}.")
+            turns[-1].assistant.append(message.call.to_trelis_json() if message.call is not None else message.text)
     return turns
 
 
@@ -182,41 +179,28 @@ def native_calls_text(calls: Iterable[tuple[str, dict[str, Any]]]) -> str:
 
 
 def native_messages(
-    conversation: Sequence[Message],
+    conversation: Sequence[Turn],
     functions: Iterable[FunctionSpec | dict[str, Any]] = (),
     *,
     system: str | None = None,
-) -> list[Message]:
+) -> list[dict[str, str]]:
     """`conversation` as chat messages for a model's own template: calls in <tool_call> tags, results as user turns."""
     specs = load_functions(list(functions))
     parts = [native_tools_prompt(specs)] if specs else []
     if system and system.strip():
         parts.append(system.strip())
-    messages: list[Message] = [{"role": "system", "content": "\n\n".join(parts)}] if parts else []
+    messages: list[dict[str, str]] = [{"role": "system", "content": "\n\n".join(parts)}] if parts else []
     for message in conversation:
-        role, content = message["role"], message["content"]
-        if role == "function_call":
-            role, content = "assistant", _native_call(content)
+        role, content = message.role, message.text
+        if message.call is not None:
+            role, content = "assistant", native_calls_text([(message.call.name, message.call.arguments)])
         elif role == "function_result":
             role, content = "user", f"<tool_response>\n{content.strip()}\n</tool_response>"
-        elif role not in ("user", "assistant"):
-            raise ValueError(f"Unknown message role {role!r}.")
         if messages and messages[-1]["role"] == role and role != "system":
             messages[-1] = {"role": role, "content": _join_native(messages[-1]["content"], content)}
         else:
             messages.append({"role": role, "content": content.strip()})
     return messages
-
-
-def _native_call(content: str) -> str:
-    """A stored call (Trelis JSON) rewritten in <tool_call> tags; text that is not a call is kept as it is."""
-    try:
-        call = json.loads(content)
-    except ValueError:
-        return content.strip()
-    if not isinstance(call, dict) or not isinstance(call.get("function"), str):
-        return content.strip()
-    return native_calls_text([(call["function"], call.get("arguments") or {})])
 
 
 def _join_native(previous: str, content: str) -> str:

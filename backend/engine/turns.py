@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from backend.core.calls import FunctionCall
+from backend.core.history import Turn
+from backend.core.prompts import FUNCTION_RESULT_TEMPLATE
 from backend.storage.tables import CallStatus, FunctionCallRecord, Message, MessageRole, new_id
 
 __all__ = ["current_turn", "is_unanswered", "loop_guard", "prompt_history", "turns", "unanswered_message_ids"]
+
+_log = logging.getLogger(__name__)
 
 # One row of `Store.transcript`: role, content, call id, function name, arguments as run or proposed.
 _TranscriptRow = tuple[str, str, str | None, str | None, dict[str, Any] | None]
@@ -45,20 +50,27 @@ def current_turn(messages: Sequence[Message]) -> str:
     return new_id()
 
 
-def prompt_history(rows: Sequence[_TranscriptRow]) -> list[dict[str, str]]:
-    """The conversation as the prompt formats take it: calls as finally run, no errors, no unanswered messages."""
-    history: list[dict[str, str]] = []
+def prompt_history(rows: Sequence[_TranscriptRow]) -> list[Turn]:
+    """The conversation as the models take it: calls as finally run, no errors, no unanswered messages."""
+    history: list[Turn] = []
     # A failed message would otherwise join the next one in a single turn. The newest turn is the one being
     # answered (sent or retried), so it always goes in.
     left_out = _unanswered([row[0] for row in rows], include_last=False)
-    for index, (role, content, _call_id, function_name, arguments) in enumerate(rows):
+    for index, (role, content, call_id, function_name, arguments) in enumerate(rows):
         if role == MessageRole.ERROR or index in left_out:
             continue
         if role == MessageRole.FUNCTION_CALL and function_name is not None:
             if isinstance(arguments, str):  # JSON columns come back as text from a COALESCE on some databases
                 arguments = json.loads(arguments)
-            content = FunctionCall(name=function_name, arguments=dict(arguments or {})).to_trelis_json()
-        history.append({"role": role, "content": content})
+            history.append(Turn.function_call(FunctionCall(id=call_id, name=function_name, arguments=dict(arguments or {}))))
+        elif role == MessageRole.FUNCTION_RESULT and call_id is not None:
+            history.append(Turn.function_result(call_id, content))
+        elif role == MessageRole.FUNCTION_RESULT:  # an imported result whose call the export did not name
+            history.append(Turn.user(FUNCTION_RESULT_TEMPLATE.format(result=content)))
+        elif role in (MessageRole.USER, MessageRole.ASSISTANT):
+            history.append(Turn(role=role, text=content))
+        else:  # an imported call message whose call the export did not carry: nothing the model could read
+            _log.warning("Left a %s message without its call out of the prompt.", role)
     return history
 
 

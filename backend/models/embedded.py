@@ -25,6 +25,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from backend.core.history import Turn
 from backend.core.prompts import (
     NATIVE_CALLS_OPEN,
     PROMPT_STYLES,
@@ -39,7 +40,6 @@ from backend.models.protocol import (
     CallMode,
     FailureTracker,
     GenerationParams,
-    Message,
     ModelInfo,
     ReplyDone,
     ReplyEvent,
@@ -236,7 +236,7 @@ class EmbeddedBackend(FailureTracker):
 
     async def stream(
         self,
-        conversation: Sequence[Message],
+        conversation: Sequence[Turn],
         functions: Sequence[FunctionSpec],
         *,
         system: str | None = None,
@@ -300,7 +300,7 @@ class EmbeddedBackend(FailureTracker):
         """Tokens of `text`; special tokens written in it (<|im_start|>) count as such. BOS only at the very start."""
         return self._llm.tokenize(text.encode("utf-8"), add_bos=first, special=True)
 
-    def _render_native(self, messages: list[Message]) -> str:
+    def _render_native(self, messages: list[dict[str, str]]) -> str:
         assert self._formatter is not None
         return self._formatter(messages=messages).prompt  # type: ignore[arg-type]
 
@@ -454,7 +454,7 @@ class _Reply:
     def __init__(
         self,
         backend: EmbeddedBackend,
-        conversation: list[Message],
+        conversation: list[Turn],
         functions: list[FunctionSpec],
         system: str | None,
         params: GenerationParams,
@@ -491,10 +491,10 @@ class _Reply:
         reserve = min(self.params.max_new_tokens, n_ctx // 2)
         return n_ctx - reserve
 
-    def _fit(self, render: Callable[[list[Message]], str]) -> str:
+    def _fit(self, render: Callable[[list[Turn]], str]) -> str:
         """The rendered prompt for the longest tail of the conversation that fits, starting at a user message."""
         limit = self._input_limit()
-        starts = [i for i, m in enumerate(self.conversation) if m["role"] == "user"] or [0]
+        starts = [i for i, m in enumerate(self.conversation) if m.role == "user"] or [0]
         prompt = ""
         for start in starts:
             prompt = render(self.conversation[start:])
@@ -626,7 +626,7 @@ class _Reply:
     def _request(self) -> str:
         """The user's message this reply answers ("" after a function result)."""
         last = self.conversation[-1]
-        return last["content"] if last["role"] == "user" else ""
+        return last.text if last.role == "user" else ""
 
     def _first_function(self) -> str | None:
         """The function to call first, "" for a text reply, or None to let a grammar decide (no threshold set)."""

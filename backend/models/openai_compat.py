@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from backend.core.calls import FunctionCall
+from backend.core.history import Turn
 from backend.core.prompts import FUNCTION_RESULT_TEMPLATE
 from backend.core.specs import FunctionSpec
 from backend.errors import ModelError, ModelUnavailableError
@@ -23,7 +23,6 @@ from backend.models.hf_client import Connection, retrying, with_retries
 from backend.models.protocol import (
     FailureTracker,
     GenerationParams,
-    Message,
     ModelInfo,
     ReplyDone,
     ReplyEvent,
@@ -118,7 +117,7 @@ class OpenAIBackend(FailureTracker):
 
     async def stream(
         self,
-        conversation: Sequence[Message],
+        conversation: Sequence[Turn],
         functions: Sequence[FunctionSpec],
         *,
         system: str | None = None,
@@ -139,7 +138,7 @@ class OpenAIBackend(FailureTracker):
             raise
 
     async def _stream(
-        self, conversation: Sequence[Message], functions: Sequence[FunctionSpec], system: str | None,
+        self, conversation: Sequence[Turn], functions: Sequence[FunctionSpec], system: str | None,
         params: GenerationParams,
     ) -> AsyncGenerator[ReplyEvent, None]:
         await self.info()
@@ -216,69 +215,39 @@ class OpenAIBackend(FailureTracker):
                 yield chunk
 
 
-def chat_messages(conversation: Sequence[Message], *, system: str | None = None) -> list[dict[str, Any]]:
-    """The conversation as chat messages: calls become assistant `tool_calls`, results `tool` messages with their id.
-
-    Call ids are `call_1`, `call_2`, ... in conversation order, and each result answers the oldest unanswered call,
-    so the same conversation always maps to the same messages.
-    """
+def chat_messages(conversation: Sequence[Turn], *, system: str | None = None) -> list[dict[str, Any]]:
+    """The conversation as chat messages: calls become assistant `tool_calls` with their ids, results `tool` messages
+    naming the call they answer."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    unanswered: deque[str] = deque()
-    count = 0
+    unanswered: dict[str, None] = {}  # ids of the calls with no result yet, oldest first
     for message in conversation:
-        role, content = message["role"], message["content"]
-        if role == "function_call":
-            call = _read_call(content)
-            if call is None:
-                messages.append({"role": "assistant", "content": content})
-                continue
-            count += 1
-            call_id = f"call_{count}"
-            unanswered.append(call_id)
+        if message.call is not None:
+            call_id = str(message.call.id)
+            unanswered[call_id] = None
             tool_call = {
                 "id": call_id,
                 "type": "function",
-                "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)},
+                "function": {"name": message.call.name, "arguments": json.dumps(message.call.arguments, ensure_ascii=False)},
             }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant":
                 last.setdefault("tool_calls", []).append(tool_call)
             else:
                 messages.append({"role": "assistant", "content": "", "tool_calls": [tool_call]})
-        elif role == "function_result":
-            if unanswered:
-                messages.append({"role": "tool", "tool_call_id": unanswered.popleft(), "content": content})
-            else:
-                messages.append({"role": "user", "content": FUNCTION_RESULT_TEMPLATE.format(result=content)})
-        elif role in ("user", "assistant"):
+        elif message.call_id is not None:
+            if message.call_id in unanswered:
+                del unanswered[message.call_id]
+                messages.append({"role": "tool", "tool_call_id": message.call_id, "content": message.text})
+            else:  # a result whose call is not in this history (cut off with older turns): plain text
+                messages.append({"role": "user", "content": FUNCTION_RESULT_TEMPLATE.format(result=message.text)})
+        else:
             # Servers refuse a conversation that leaves a tool call unanswered (a call the person declined
             # without a result, say), so close each one before the conversation moves on.
-            while unanswered:
-                messages.append({"role": "tool", "tool_call_id": unanswered.popleft(), "content": _UNANSWERED_CALL})
-            messages.append({"role": role, "content": content})
-        else:
-            raise ValueError(f"Unknown message role {role!r}.")
+            for call_id in unanswered:
+                messages.append({"role": "tool", "tool_call_id": call_id, "content": _UNANSWERED_CALL})
+            unanswered.clear()
+            messages.append({"role": message.role, "content": message.text})
     return messages
-
-
-def _read_call(content: str) -> FunctionCall | None:
-    """A stored call (`{"function": name, "arguments": {...}}`, or OpenAI's `name`/`arguments`), if it is one."""
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    name = data.get("function", data.get("name"))
-    arguments = data.get("arguments", {})
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except ValueError:
-            return None
-    if not isinstance(name, str) or not isinstance(arguments, dict):
-        return None
-    return FunctionCall(name=name, arguments=arguments)
 
 
 def _merge(calls: dict[int, _PartialCall], fragment: Any) -> None:

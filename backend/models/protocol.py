@@ -9,6 +9,7 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from backend.core.calls import FunctionCall
+from backend.core.history import Turn
 from backend.core.specs import FunctionSpec
 from backend.errors import CallcardError, ModelError, ModelInputError
 
@@ -20,7 +21,6 @@ __all__ = [
     "TextDelta",
     "ReplyDone",
     "ReplyEvent",
-    "Message",
     "ModelFailure",
     "FailureTracker",
     "ModelBackend",
@@ -28,7 +28,6 @@ __all__ = [
 
 BackendKind = Literal["embedded", "tgi", "openai"]
 CallMode = Literal["grammar", "parse"]
-Message = dict[str, str]
 
 
 class GenerationParams(BaseModel):
@@ -121,7 +120,7 @@ class ModelBackend(Protocol):
 
     def stream(
         self,
-        conversation: Sequence[Message],
+        conversation: Sequence[Turn],
         functions: Sequence[FunctionSpec],
         *,
         system: str | None = None,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from backend.core.detector import CallDetector
+from backend.core.history import Turn
 from backend.core.prompts import PromptStyle, format_prompt, stop_sequences
 from backend.core.specs import FunctionSpec, calls_schema
 from backend.errors import ModelError, ModelInputError, ModelUnavailableError
@@ -23,7 +24,6 @@ from backend.models.protocol import (
     CallMode,
     FailureTracker,
     GenerationParams,
-    Message,
     ModelInfo,
     ReplyDone,
     ReplyEvent,
@@ -104,7 +104,7 @@ class TGIBackend(FailureTracker):
 
     async def stream(
         self,
-        conversation: Sequence[Message],
+        conversation: Sequence[Turn],
         functions: Sequence[FunctionSpec],
         *,
         system: str | None = None,
@@ -122,7 +122,7 @@ class TGIBackend(FailureTracker):
             raise
 
     async def _stream(
-        self, conversation: Sequence[Message], functions: Sequence[FunctionSpec], system: str | None,
+        self, conversation: Sequence[Turn], functions: Sequence[FunctionSpec], system: str | None,
         params: GenerationParams,
     ) -> AsyncGenerator[ReplyEvent, None]:
         server = await self._server_info()

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.core.calls import FunctionCall
+from backend.core.history import Turn
 from backend.core.prompts import (
     FUNCTION_RESULT_TEMPLATE,
     PROMPT_STYLES,
@@ -68,20 +69,16 @@ SYSTEM = "You are a helpful research assistant."
 RESULT_LEAD = "Here is the response to the function call. If helpful, use it to respond to my question:\n\n"
 
 
-def _user(text: str) -> dict[str, str]:
-    return {"role": "user", "content": text}
+_user = Turn.user
+_assistant = Turn.assistant
 
 
-def _assistant(text: str) -> dict[str, str]:
-    return {"role": "assistant", "content": text}
+def _call(name: str, **arguments: Any) -> Turn:
+    return Turn.function_call(FunctionCall(id=f"id-{name}", name=name, arguments=arguments))
 
 
-def _call(name: str, **arguments: Any) -> dict[str, str]:
-    return {"role": "function_call", "content": FunctionCall(name=name, arguments=arguments).to_trelis_json()}
-
-
-def _result(text: str) -> dict[str, str]:
-    return {"role": "function_result", "content": text}
+def _result(text: str) -> Turn:
+    return Turn.function_result("id-result", text)
 
 
 # --- golden strings ---------------------------------------------------------------------------------------------
@@ -295,7 +292,7 @@ def test_empty_conversation_and_unknown_role() -> None:
     with pytest.raises(ValueError):
         format_prompt([])
     with pytest.raises(ValueError, match="'tool'"):
-        format_prompt([{"role": "tool", "content": "x"}])
+        Turn(role="tool", text="x")  # type: ignore[arg-type]
 
 
 # --- token budget -----------------------------------------------------------------------------------------------
@@ -423,7 +420,8 @@ _messages = st.lists(
     st.tuples(
         st.sampled_from(["user", "assistant", "function_call", "function_result"]),
         st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=1, max_size=8),
-    ).map(lambda pair: {"role": pair[0], "content": pair[1]}),
+    ).map(lambda pair: _call(pair[1]) if pair[0] == "function_call" else
+          _result(pair[1]) if pair[0] == "function_result" else Turn(role=pair[0], text=pair[1])),
     min_size=1,
     max_size=8,
 )
@@ -432,16 +430,16 @@ _messages = st.lists(
 @settings(max_examples=100, deadline=None)
 @given(_messages, st.integers(min_value=0, max_value=200), st.sampled_from(PROMPT_STYLES))
 def test_budget_keeps_the_longest_fitting_history_cut_at_a_user_message(
-    conversation: list[dict[str, str]], budget: int, style: str
+    conversation: list[Turn], budget: int, style: str
 ) -> None:
-    def render(messages: list[dict[str, str]]) -> str:
+    def render(messages: list[Turn]) -> str:
         return format_prompt(messages, system="S", style=style)
 
     # History may only be cut where a user message opens a new [INST] block.
     cuts = [0] + [
         k
         for k in range(1, len(conversation))
-        if conversation[k]["role"] == "user" and conversation[k - 1]["role"] in ("assistant", "function_call")
+        if conversation[k].role == "user" and conversation[k - 1].role in ("assistant", "function_call")
     ]
     fitting = [k for k in cuts if len(render(conversation[k:])) <= budget]
     try:

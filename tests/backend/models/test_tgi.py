@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from backend.core.history import Turn
 from backend.core.prompts import format_prompt
 from backend.core.specs import FunctionSpec, calls_schema, load_functions
 from backend.errors import (
@@ -26,7 +27,7 @@ from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, T
 from backend.models.tgi import TGIBackend
 from tests.fake_tgi import FakeTGI, Reply, tokenize, unused_port
 
-CONVERSATION = [{"role": "user", "content": "What is the weather like in Paris?"}]
+CONVERSATION = [Turn.user("What is the weather like in Paris?")]
 WEATHER = load_functions(
     {
         "function": "get_weather",
@@ -58,7 +59,7 @@ class Outcome:
 
 def run(
     backend: TGIBackend,
-    conversation: Sequence[dict[str, str]] = CONVERSATION,
+    conversation: Sequence[Turn] = CONVERSATION,
     functions: Sequence[FunctionSpec] = (),
     **options: object,
 ) -> Outcome:
@@ -131,9 +132,9 @@ def test_tokens_arrive_as_they_are_generated(fake_tgi: FakeTGI) -> None:
 def test_prompt_is_the_trelis_prompt(fake_tgi: FakeTGI) -> None:
     fake_tgi.reply("Sure.")
     conversation = [
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello! How can I help?"},
-        {"role": "user", "content": "Weather in Paris?"},
+        Turn.user("Hi"),
+        Turn.assistant("Hello! How can I help?"),
+        Turn.user("Weather in Paris?"),
     ]
     run(backend_for(fake_tgi, style="mistral", call_mode="parse"), conversation, WEATHER, system="Be brief.")
     expected = format_prompt(conversation, WEATHER, system="Be brief.", style="mistral")
@@ -232,15 +233,9 @@ def test_oldest_turns_are_dropped_to_leave_room_for_the_reply() -> None:
     with FakeTGI(max_input_tokens=4000, max_total_tokens=1100) as fake:
         fake.reply("Fine.")
         conversation = [
-            {
-                "role": "user",
-                "content": "First a question about the weather in Rome, " + "which matters a lot to me. " * 3,
-            },
-            {
-                "role": "assistant",
-                "content": "Rome is warm and sunny, with a light wind from the sea, " + "as usual. " * 5,
-            },
-            {"role": "user", "content": "And Paris?"},
+            Turn.user("First a question about the weather in Rome, " + "which matters a lot to me. " * 3),
+            Turn.assistant("Rome is warm and sunny, with a light wind from the sea, " + "as usual. " * 5),
+            Turn.user("And Paris?"),
         ]
         outcome = run(backend_for(fake), conversation)
         assert outcome.error is None
@@ -251,7 +246,7 @@ def test_oldest_turns_are_dropped_to_leave_room_for_the_reply() -> None:
 def test_prompt_too_long_is_refused_before_sending() -> None:
     with FakeTGI(max_input_tokens=50, max_total_tokens=2048) as fake:
         with pytest.raises(PromptTooLongError):
-            run(backend_for(fake), [{"role": "user", "content": "Tell me a long story. " * 40}])
+            run(backend_for(fake), [Turn.user("Tell me a long story. " * 40)])
         assert fake.generations == []
 
 
