@@ -28,6 +28,7 @@ import gradio as gr
 
 from backend.core.validation import top_field
 from backend.engine import Engine
+from backend.engine.audit import AuditFilters
 from backend.engine.events import CallView, EngineEvent, ErrorEvent, Token
 from backend.engine.turns import unanswered_message_ids
 from backend.errors import CallcardError
@@ -565,14 +566,9 @@ class Page:
         user = self.user(request, profile)
         if user is None:
             return [], []
-        store = self.engine.store
-        owner = store.user(user)
-        if self.people.is_lead(user):
-            records = store.audit(status=status or None, function=function or None, user_name=(user_filter or "").strip() or None)
-        else:
-            records = store.audit(status=status or None, function=function or None, owner=owner)
-        links = [conversation.id if conversation.owner_id == owner.id else None for _, conversation, _ in records]
-        return audit_rows(records, own=owner.id), links
+        filters = AuditFilters(status=status, function=function, user=user_filter)
+        entries = self.engine.audit(user, filters, sees_everyone=self.people.is_lead(user))
+        return audit_rows(entries), [entry.conversation_id if entry.can_open else None for entry in entries]
 
     def open_from_audit(
         self, links: list[str | None], event: gr.SelectData, request: gr.Request, profile: gr.OAuthProfile | None,

@@ -1,4 +1,4 @@
-"""What the UI shows, as pure functions: engine events and stored history -> chat messages, audit records -> rows,
+"""What the UI shows, as pure functions: engine events and stored history -> chat messages, the audit's entries -> rows,
 model info -> a status line, tools -> the Tools tab. No gradio here: chat messages are plain `gr.ChatMessage` dicts.
 
 Everything from a model, a tool or a person is untrusted: people's text is shown literally, model and tool text as
@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from backend.core.specs import ArgumentSpec
+from backend.engine.audit import AuditEntry
 from backend.engine.events import (
     AssistantNote,
     CallProposed,
@@ -31,28 +32,28 @@ from backend.engine.events import (
 )
 from backend.errors import CallcardError
 from backend.models.protocol import ModelInfo
-from backend.storage.tables import CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User
+from backend.storage.tables import CallStatus, Conversation, Message, MessageRole
 from backend.tools import Tool, ToolPolicy
 from ui.deck import status_label
 from ui.safe_text import inert_markdown, literal_line, literal_markdown
 
 __all__ = [
+    "AUDIT_COLUMNS",
+    "TICKET_COLUMNS",
     "ChatDict",
     "ChatStream",
-    "AUDIT_COLUMNS",
-    "md_text",
+    "audit_csv",
+    "audit_rows",
+    "call_message",
+    "conversation_choices",
+    "error_text",
+    "history_chat",
     "md_code",
     "md_fence",
-    "call_message",
-    "history_chat",
-    "error_text",
-    "conversation_choices",
+    "md_text",
     "status_markdown",
-    "tools_markdown",
-    "audit_rows",
-    "audit_csv",
-    "TICKET_COLUMNS",
     "tickets_rows",
+    "tools_markdown",
 ]
 
 ChatDict = dict[str, Any]
@@ -380,34 +381,31 @@ def _type_text(argument: ArgumentSpec) -> str:
     return text
 
 
-def audit_rows(records: Iterable[tuple[FunctionCallRecord, Conversation, User]], *, own: int | None = None) -> list[list[Any]]:
+def audit_rows(entries: Iterable[AuditEntry]) -> list[list[Any]]:
     """One row per call, in AUDIT_COLUMNS order: when it was decided, who, what ran and what came back.
 
-    The conversation of a row the viewer may open (their own, `own` being their user id) ends with " ↗".
+    The conversation of a row the viewer may open ends with " ↗".
     """
     rows: list[list[Any]] = []
-    for record, conversation, user in records:
-        if record.status == CallStatus.FAILED and record.error:
-            outcome = record.error
-        elif record.status == CallStatus.REJECTED:
-            outcome = f"Rejected: {record.reject_reason or 'no reason given'}"
-        elif record.result is not None:
-            outcome = _compact(record.result.get("value"))
+    for entry in entries:
+        if entry.status == CallStatus.FAILED and entry.error:
+            outcome = entry.error
+        elif entry.status == CallStatus.REJECTED:
+            outcome = f"Rejected: {entry.reject_reason or 'no reason given'}"
+        elif entry.status == CallStatus.SUCCEEDED:
+            outcome = _compact(entry.result)
         else:
-            outcome = record.error or record.reject_reason or ""
-        decided = record.finished_at or record.confirmed_at
-        title = conversation.title + (" ↗" if own is not None and conversation.owner_id == own else "")
+            outcome = entry.error or entry.reject_reason or ""
         rows.append([
-            _time(decided) if decided else "(not decided)",
-            user.name,
-            title,
-            record.function_name,
-            str(record.status) + (" · ran automatically" if record.auto else "")
-            + (" · edited" if record.edited_arguments is not None else ""),
+            _time(entry.decided_at) if entry.decided_at else "(not decided)",
+            entry.user,
+            entry.conversation_title + (" ↗" if entry.can_open else ""),
+            entry.function,
+            str(entry.status) + (" · ran automatically" if entry.auto else "") + (" · edited" if entry.edited else ""),
             outcome,
-            _compact(record.final_arguments) if record.final_arguments is not None else "",
-            _compact(record.proposed_arguments or {}),
-            round(record.duration_ms, 1) if record.duration_ms is not None else "",
+            _compact(entry.arguments) if entry.arguments is not None else "",
+            _compact(entry.proposed_arguments),
+            round(entry.duration_ms, 1) if entry.duration_ms is not None else "",
         ])
     return rows
 

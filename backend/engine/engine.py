@@ -13,6 +13,7 @@ from typing import Any
 from backend.core.detector import CallDetector
 from backend.core.parsing import parse_reply
 from backend.core.validation import validate_arguments
+from backend.engine.audit import AuditEntry, AuditFilters, audit_entries
 from backend.engine.events import (
     AssistantNote,
     CallProposed,
@@ -427,6 +428,12 @@ class Engine:
         if not name:
             raise NotFoundError("No user is signed in.")
         return self.store.user(name)
+
+    # The audit
+
+    def audit(self, user: str, filters: AuditFilters | None = None, *, sees_everyone: bool = False) -> list[AuditEntry]:
+        """The calls `user` may see, newest first: everyone's when `sees_everyone` (a support lead), else their own."""
+        return audit_entries(self.store, self._user(user), filters or AuditFilters(), sees_everyone=sees_everyone)
 
 
 def _error_summary(errors: dict[str, str]) -> str:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 
 from backend.core.specs import FunctionSpec
+from backend.engine.audit import AuditEntry
 from backend.engine.events import CallProposed, CallView, Done, ErrorEvent, PreparingCall, ReplyText, Token
 from backend.models.protocol import ModelInfo
 from backend.storage.tables import CallStatus, Message, MessageRole
 from ui.present import (
+    AUDIT_COLUMNS,
     ChatStream,
     audit_csv,
+    audit_rows,
     call_message,
     history_chat,
     md_code,
@@ -142,3 +146,40 @@ def test_audit_csv_cannot_smuggle_spreadsheet_formulas() -> None:
     text = audit_csv([["2026-11-23", "ann", "=HYPERLINK(\"http://evil\")", "lookup_order"]])
     rows = list(csv.reader(io.StringIO(text)))
     assert not rows[-1][2].startswith("=")
+
+
+def entry(**changes: object) -> AuditEntry:
+    base = AuditEntry(
+        call_id="c1", decided_at=datetime(2026, 11, 23, 9, 30, 5), user="ann", conversation_id="x",
+        conversation_title="Where is A1002?", can_open=False, function="lookup_order", status=CallStatus.SUCCEEDED,
+        auto=False, edited=True, result={"order_number": "A1001", "status": "delivered"},
+        arguments={"order_number": "A1001"}, proposed_arguments={"order_number": "A1002"}, duration_ms=12.345,
+    )
+    return base.model_copy(update=changes)
+
+
+def test_audit_rows_show_each_call_in_the_columns_order() -> None:
+    (row,) = audit_rows([entry()])
+    assert len(row) == len(AUDIT_COLUMNS)
+    assert row == [
+        "2026-11-23 09:30:05", "ann", "Where is A1002?", "lookup_order", "succeeded · edited",
+        '{"order_number": "A1001", "status": "delivered"}', '{"order_number": "A1001"}', '{"order_number": "A1002"}',
+        12.3,
+    ]
+
+
+def test_audit_rows_mark_the_conversations_the_viewer_may_open() -> None:
+    rows = audit_rows([entry(can_open=True), entry()])
+    assert [row[2] for row in rows] == ["Where is A1002? ↗", "Where is A1002?"]
+
+
+def test_audit_rows_tell_each_outcome() -> None:
+    outcomes = audit_rows([
+        entry(status=CallStatus.FAILED, result=None, error="warehouse database is down"),
+        entry(status=CallStatus.REJECTED, result=None, arguments=None, reject_reason=None, edited=False),
+        entry(status=CallStatus.PROPOSED, result=None, arguments=None, decided_at=None, duration_ms=None, auto=True),
+    ])
+    assert [row[5] for row in outcomes] == ["warehouse database is down", "Rejected: no reason given", ""]
+    assert outcomes[1][4] == "rejected" and outcomes[1][6] == ""
+    assert outcomes[2][0] == "(not decided)" and outcomes[2][4] == "proposed · ran automatically · edited"
+    assert outcomes[2][8] == ""
