@@ -95,8 +95,11 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, _stop)  # docker stop, Spaces restarts: shut down like Ctrl-C
         try:
             launch(
-                build_app(engine=engine, registry=registry, people=people, tickets=desk.list_tickets), people=people,
-                health=lambda: check_health(store, engine.backend),
+                build_app(
+                    engine=engine, registry=registry, people=people, tickets=desk.list_tickets,
+                    ephemeral_storage=settings.storage_is_ephemeral,
+                ),
+                people=people, health=lambda: check_health(store, engine.backend),
             )
         finally:
             stopped = store.interrupt_unfinished_calls()

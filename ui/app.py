@@ -26,9 +26,12 @@ from ui.page import DEFAULT_CONCURRENCY, Page, frame_interval
 from ui.present import AUDIT_COLUMNS, TICKET_COLUMNS, tools_markdown
 from ui.security import SecurityHeaders
 
-__all__ = ["CSS", "DEFAULT_CONCURRENCY", "build_app", "frame_interval", "launch"]
+__all__ = ["CSS", "DEFAULT_CONCURRENCY", "EPHEMERAL_NOTE", "build_app", "frame_interval", "launch"]
 
 _STORAGE_KEY = "callcard.conversation"
+
+# Shown where storage does not outlive the process (a Space without persistent storage); exporting keeps one.
+EPHEMERAL_NOTE = "ℹ️ This demo's conversations are not kept after a restart: export one as JSON to keep it."
 
 # The send step runs this in the browser at the keypress: the deck shows "working" (and Stop) at once, and the run
 # id it makes lets Stop find this reply later.
@@ -66,13 +69,15 @@ def build_app(
     concurrency_limit: int | None = DEFAULT_CONCURRENCY,
     browser_secret: str | None = None,
     tickets: Callable[[], list[Any]] | None = None,
+    ephemeral_storage: bool = False,
     title: str = "Callcard",
 ) -> gr.Blocks:
     """The Callcard Blocks, queued; `registry` defaults to the engine's, `people` to open access (user "local").
 
     `backend_info` skips asking the backend what it serves; `browser_secret` encrypts the conversation id kept in
     the browser (default: derived from the database URL, so a restart keeps people in their conversation);
-    `tickets` lists the support desk's tickets for the Tickets tab.
+    `tickets` lists the support desk's tickets for the Tickets tab; `ephemeral_storage` (a Space without persistent
+    storage) adds a note that conversations are lost when the app restarts.
     """
     page = Page(
         engine=engine, registry=registry or engine.registry, people=people or People.open(),
@@ -100,6 +105,8 @@ def build_app(
                     delete_yes = gr.Button("Yes, delete it", size="sm", variant="stop")
                     delete_no = gr.Button("Keep it", size="sm")
             import_button = gr.UploadButton("Import a conversation (JSON)", file_types=[".json"], size="sm", type="filepath")
+            if ephemeral_storage:
+                gr.Markdown(EPHEMERAL_NOTE, elem_id="cc-ephemeral", elem_classes=["cc-status"])
 
         status = gr.Markdown("Checking the model server…", elem_classes=["cc-status"], elem_id="cc-status")
         with gr.Tabs() as tabs:
