@@ -283,3 +283,24 @@ def test_a_skipped_call_leaves_the_new_message_its_own_turn(
         assert sent[1]["tool_calls"][0]["id"] == sent[2]["tool_call_id"]
         assert "not run" in sent[2]["content"]
         assert sent[3] == {"role": "user", "content": "What time is it?"}
+
+
+# -- a call keeps its id ---------------------------------------------------------------------------------------------
+
+
+def test_the_openai_server_gets_the_stored_calls_id_with_its_call_and_its_result(
+    store: Store, registry: ToolRegistry, fake_tgi: FakeTGI
+) -> None:
+    engine, backend = make_engine(store, registry, fake_tgi, "openai")
+    conversation = engine.create_conversation("ann")
+    _reply_with_call(fake_tgi, "openai")
+    (proposed,) = of(CallProposed, collect(engine.send(conversation.id, "ann", "Where is A1002?")))
+    fake_tgi.reply("It has shipped.")
+
+    collect(engine.confirm(proposed.call.id, None, "ann"))
+
+    sent = _prompt_tail(fake_tgi, backend, registry, "openai")
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["tool_calls"][0]["id"] == sent[2]["tool_call_id"] == proposed.call.id
+    assert json.loads(sent[1]["tool_calls"][0]["function"]["arguments"]) == LOOKUP["arguments"]
+    assert json.loads(sent[2]["content"]) == json.loads(store.messages(conversation.id)[-2].content)
