@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import itertools
 import json
 import logging
@@ -22,6 +23,7 @@ from huggingface_hub import AsyncInferenceClient
 from huggingface_hub import errors as hub
 
 from backend.errors import (
+    ConfigError,
     GenerationError,
     ModelError,
     ModelInputError,
@@ -30,7 +32,16 @@ from backend.errors import (
     ModelUnavailableError,
 )
 
-__all__ = ["Connection", "IncompleteReplyError", "translate_error", "cut_off", "with_retries", "retrying"]
+__all__ = [
+    "HUB_WRITTEN_FOR",
+    "Connection",
+    "IncompleteReplyError",
+    "check_hub_internals",
+    "cut_off",
+    "retrying",
+    "translate_error",
+    "with_retries",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +59,11 @@ _TGI_TOTAL_LIMIT = re.compile(r"must be <= (\d+)\. Given: (\d+) `inputs` tokens 
 # vLLM: "maximum context length is 4096 tokens"; llama.cpp: "exceeds the available context size"; others: "too long".
 _CONTEXT_WORDS = re.compile(r"context length|context size|context window|too long|too many tokens", re.IGNORECASE)
 
+# The huggingface_hub release whose AsyncInferenceClient internals `_share_http_client` was written for (requirements.txt
+# pins it), and those internals: the slot for its HTTP client, and the method that fills it only when it is empty.
+HUB_WRITTEN_FOR = "2.4.0"
+_HUB_INTERNALS = ("_async_client", "_get_async_client")
+
 
 class IncompleteReplyError(Exception):
     """The server closed a stream without its final event."""
@@ -57,6 +73,7 @@ class Connection:
     """Where a model server is and how to talk to it: base URL, credentials and timeouts."""
 
     def __init__(self, endpoint: str, *, token: str | None, timeout: float, connect_timeout: float) -> None:
+        _check_installed_hub()  # at start-up, where a missing internal is a clear error rather than a failed reply
         self.endpoint = endpoint.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -80,10 +97,7 @@ class Connection:
                 headers=headers,
             ) as client,
         ):
-            # huggingface_hub makes a new httpx client, and with it a new SSL context (40-80 ms), for every
-            # AsyncInferenceClient. Handing it one built on a shared context takes that off every request; a
-            # huggingface_hub that no longer reads this attribute just makes its own client again.
-            client._async_client = http
+            _share_http_client(client, http)
             yield client
 
     async def get_json(self, path: str) -> Any:
@@ -120,6 +134,51 @@ class Connection:
             if translated is None:
                 raise
             raise translated from error
+
+
+def check_hub_internals(client: object, *, version: str | None = None) -> None:
+    """ConfigError if `client` (an AsyncInferenceClient) lacks the internals `_share_http_client` relies on.
+
+    `version` is the installed huggingface_hub's (read from its metadata unless given). Another release that still
+    has them only logs a warning.
+    """
+    installed = version or _installed_hub_version()
+    missing = [f"AsyncInferenceClient.{name}" for name in _HUB_INTERNALS if not hasattr(client, name)]
+    if missing:
+        raise ConfigError(
+            f"The installed huggingface_hub {installed} lacks internals Callcard's model client needs "
+            f"({', '.join(missing)}); Callcard was written for huggingface_hub {HUB_WRITTEN_FOR}: install that "
+            f"version (pip install huggingface_hub=={HUB_WRITTEN_FOR})."
+        )
+    if installed != HUB_WRITTEN_FOR:
+        log.warning(
+            "huggingface_hub %s is installed; Callcard's model client was written for %s. The internals it uses are "
+            "present, so it goes on; if requests fail oddly, install %s.",
+            installed, HUB_WRITTEN_FOR, HUB_WRITTEN_FOR,
+        )
+
+
+def _installed_hub_version() -> str:
+    try:
+        return importlib.metadata.version("huggingface_hub")
+    except importlib.metadata.PackageNotFoundError:  # imported from a source tree rather than installed
+        return "unknown"
+
+
+@functools.cache
+def _check_installed_hub() -> None:
+    """Check the installed huggingface_hub once per process, on a client that is made and dropped (no I/O)."""
+    check_hub_internals(AsyncInferenceClient(base_url="http://127.0.0.1"))
+
+
+def _share_http_client(client: AsyncInferenceClient, http: httpx2.AsyncClient) -> None:
+    """Have `client` send its requests through `http`, the one place that sets huggingface_hub's private state.
+
+    huggingface_hub makes a new httpx client, and with it a new SSL context (40-80 ms), for every
+    AsyncInferenceClient, unless its `_async_client` slot is already filled; one built on a shared context takes that
+    off every request. `check_hub_internals` checked the slot when the Connection was made.
+    """
+    client._async_client = http
 
 
 @functools.cache
