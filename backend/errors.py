@@ -19,6 +19,7 @@ __all__ = [
     "LimitExceededError",
     "InvalidInputError",
     "ToolConfigError",
+    "RateLimitedError",
 ]
 
 
@@ -97,3 +98,7 @@ class InvalidInputError(CallcardError, ValueError):
 
 class ToolConfigError(CallcardError):
     """A tools file or module is invalid: fix the file, line and field the message names."""
+
+
+class RateLimitedError(CallcardError):
+    """This person is sending faster than this Callcard allows: wait a moment, then send again; nothing was lost."""
