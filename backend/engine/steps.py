@@ -1,6 +1,7 @@
 """A call's steps: proposed, confirmed (by a person or by its tool's policy), run, settled, rejected or skipped.
 
-Each status change is a compare-and-set in the store, and each settled call gets the result message the model reads.
+Each status change is a compare-and-set in the store, and each settled call gets the result message the model reads,
+written in the same transaction as its status: a crash leaves a call either unsettled or settled with its result.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from backend.core.validation import CALL_ERROR_KEY, ValidatedCall, top_field, va
 from backend.engine.events import CallProposed, CallUpdated, CallView, EngineEvent
 from backend.errors import InvalidStateError
 from backend.storage.store import Store
-from backend.storage.tables import CallStatus, FunctionCallRecord, MessageRole, User, utcnow
+from backend.storage.tables import CallStatus, FunctionCallRecord, User, utcnow
 from backend.tools import ToolPolicy, ToolRegistry
 
 __all__ = ["CallSteps", "missing_note"]
@@ -67,19 +68,17 @@ class CallSteps:
             found = {"errors": checked.errors, "missing": checked.missing, "normalised": checked.arguments}
         else:
             found = {"errors": checked.errors, "missing": [], "normalised": {}}
-        record = self.store.add_call(
-            FunctionCallRecord(
-                conversation_id=conversation_id, reply_id=reply_id, turn_id=turn_id, function_name=call.name[:200],
-                proposed_arguments=call.arguments, validation_errors=found,
-            ),
-            message_content=call.to_trelis_json(),
+        record = FunctionCallRecord(
+            conversation_id=conversation_id, reply_id=reply_id, turn_id=turn_id, function_name=call.name[:200],
+            proposed_arguments=call.arguments, validation_errors=found,
         )
-        if checked.spec is None:
-            record = self.store.transition(
-                record.id, expected=CallStatus.PROPOSED, to=CallStatus.FAILED, finished_at=utcnow(),
-                error=checked.errors[CALL_ERROR_KEY],
-            )
-            self._add_result(record, {"error": checked.errors[CALL_ERROR_KEY]})
+        result = None
+        if checked.spec is None:  # stored failed, with its result, in the transaction that stores it
+            record.status = CallStatus.FAILED
+            record.finished_at = utcnow()
+            record.error = checked.errors[CALL_ERROR_KEY]
+            result = _result_message({"error": record.error})
+        record = self.store.add_call(record, message_content=call.to_trelis_json(), result_message=result)
         return record, checked
 
     async def present(self, record: FunctionCallRecord, checked: ValidatedCall) -> AsyncIterator[EngineEvent]:
@@ -111,12 +110,11 @@ class CallSteps:
 
     def reject(self, call_id: str, *, owner: User, reason: str | None) -> FunctionCallRecord:
         """A person declined the call; the model is told, with the reason. InvalidStateError if it moved on."""
-        record = self.store.transition(
+        return self.store.transition(
             call_id, expected=CallStatus.PROPOSED, to=CallStatus.REJECTED, reject_reason=reason,
             confirmed_by=owner.id, finished_at=utcnow(),
+            result_message=_result_message({"declined": "The user declined this call.", "reason": reason or "none given"}),
         )
-        self._add_result(record, {"declined": "The user declined this call.", "reason": reason or "none given"})
-        return record
 
     async def execute(self, record: FunctionCallRecord) -> AsyncIterator[EngineEvent]:
         """Run a confirmed call and settle it with its result; a stop on the way interrupts it."""
@@ -136,14 +134,13 @@ class CallSteps:
             record = self.store.transition(
                 record.id, expected=CallStatus.RUNNING, to=CallStatus.SUCCEEDED, finished_at=utcnow(),
                 duration_ms=result.duration_ms, result={"value": result.value, "truncated": result.truncated},
+                result_message=_result_message(result.value),
             )
-            self._add_result(record, result.value)
         else:
             record = self.store.transition(
                 record.id, expected=CallStatus.RUNNING, to=CallStatus.FAILED, finished_at=utcnow(),
-                duration_ms=result.duration_ms, error=result.error,
+                duration_ms=result.duration_ms, error=result.error, result_message=_result_message({"error": result.error}),
             )
-            self._add_result(record, {"error": result.error})
         log.info(
             "call conversation=%s function=%s status=%s auto=%s duration_ms=%.0f",
             record.conversation_id, record.function_name, record.status, record.auto, record.duration_ms or 0,
@@ -176,17 +173,11 @@ class CallSteps:
         try:
             record = self.store.transition(
                 record.id, expected=CallStatus.RUNNING, to=CallStatus.INTERRUPTED, finished_at=utcnow(), error=error,
+                result_message=_result_message({"error": error}),
             )
         except InvalidStateError:
             return  # already settled elsewhere (shutdown marked it, say)
-        self._add_result(record, {"error": error})
         log.info("call stopped conversation=%s function=%s", record.conversation_id, record.function_name)
-
-    def _add_result(self, record: FunctionCallRecord, value: Any) -> None:
-        self.store.add_message(
-            conversation_id=record.conversation_id, role=MessageRole.FUNCTION_RESULT,
-            content=json.dumps(value, ensure_ascii=False, default=str), call_id=record.id,
-        )
 
 
 def missing_note(views: list[CallView]) -> str:
@@ -204,3 +195,8 @@ def missing_note(views: list[CallView]) -> str:
     if not lines:
         return ""
     return "\n".join(lines) + "\nPlease fill in the card below (or tell me here), then confirm."
+
+
+def _result_message(value: Any) -> str:
+    """A call's result as the function_result message the model reads."""
+    return json.dumps(value, ensure_ascii=False, default=str)

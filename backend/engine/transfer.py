@@ -6,7 +6,7 @@ from typing import Any
 
 from backend.errors import InvalidInputError
 from backend.storage.store import Store
-from backend.storage.tables import MAX_TITLE_CHARS, Conversation, FunctionCallRecord, MessageRole, User
+from backend.storage.tables import MAX_TITLE_CHARS, Conversation, FunctionCallRecord, Message, MessageRole, User
 
 __all__ = ["EXPORT_FORMAT", "check_export", "export_conversation", "import_conversation"]
 
@@ -33,33 +33,39 @@ def check_export(data: Any) -> None:
 
 
 def import_conversation(store: Store, data: dict[str, Any], *, owner: User) -> Conversation:
-    """A new conversation owned by `owner` from an export; ids are fresh, so importing twice makes two copies."""
+    """A new conversation owned by `owner` from an export; ids are fresh, so importing twice makes two copies.
+
+    Everything is read before anything is stored, and stored in one transaction: a damaged export leaves nothing.
+    """
     check_export(data)
     try:
         source = data["conversation"]
-        conversation = store.create_conversation(
-            owner=owner, title=_imported_title(str(source.get("title") or "")),
+        conversation = Conversation(
+            owner_id=owner.id, title=_imported_title(str(source.get("title") or "")),
             model_id=source.get("model_id"), prompt_style=source.get("prompt_style"),
             system_prompt=source.get("system_prompt"), temperature=source.get("temperature"),
             max_new_tokens=source.get("max_new_tokens"),
         )
         call_ids: dict[str, str] = {}
+        calls = []
         for call in data.get("calls", []):
             record = FunctionCallRecord.model_validate({
                 **{k: v for k, v in call.items() if k not in ("id", "conversation_id", "confirmed_by")},
                 "conversation_id": conversation.id,
             })
             call_ids[call["id"]] = record.id
-            with store.session() as session:
-                session.add(record)
-                session.commit()
-        for message in sorted(data.get("messages", []), key=lambda m: m["position"]):
-            store.add_message(
-                conversation_id=conversation.id, role=MessageRole(message["role"]), content=str(message["content"]),
-                call_id=call_ids.get(message.get("call_id") or ""), extra=message.get("extra"),
+            calls.append(record)
+        messages = [
+            Message(
+                conversation_id=conversation.id, position=position, role=MessageRole(message["role"]),
+                content=str(message["content"]), call_id=call_ids.get(message.get("call_id") or ""),
+                extra=message.get("extra"),
             )
+            for position, message in enumerate(sorted(data.get("messages", []), key=lambda m: m["position"]))
+        ]
     except (KeyError, TypeError, ValueError) as error:
         raise InvalidInputError(f"This conversation export is damaged and was not imported: {error}.") from None
+    store.add_conversation(conversation, calls=calls, messages=messages)
     return store.conversation(conversation.id, user=owner)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -102,6 +102,17 @@ class Store:
         conversation = Conversation(owner_id=owner.id, title=title or "New conversation", **settings)
         with self.session() as session:
             session.add(conversation)
+            session.commit()
+        return conversation
+
+    def add_conversation(
+        self, conversation: Conversation, *, calls: Sequence[FunctionCallRecord], messages: Sequence[Message],
+    ) -> Conversation:
+        """Store a whole conversation with its calls and messages in one transaction: all of it, or none (an import)."""
+        with self.session() as session:
+            session.add(conversation)
+            session.add_all(calls)
+            session.add_all(messages)
             session.commit()
         return conversation
 
@@ -215,12 +226,18 @@ class Store:
 
     # Function calls
 
-    def add_call(self, record: FunctionCallRecord, *, message_content: str) -> FunctionCallRecord:
-        """Store a proposed call together with its function_call message, in one transaction."""
+    def add_call(
+        self, record: FunctionCallRecord, *, message_content: str, result_message: str | None = None,
+    ) -> FunctionCallRecord:
+        """Store a call with its function_call message (and, for one settled at once, its result) in one transaction."""
         with self.session() as session:
             session.add(record)
             session.flush()
             self._append_message(session, record.conversation_id, MessageRole.FUNCTION_CALL, message_content, record.id, None)
+            if result_message is not None:
+                self._append_message(
+                    session, record.conversation_id, MessageRole.FUNCTION_RESULT, result_message, record.id, None,
+                )
             session.commit()
             return record
 
@@ -251,9 +268,10 @@ class Store:
         return None if row is None else _from_row(model, row)
 
     def transition(
-        self, call_id: str, *, expected: set[CallStatus] | CallStatus, to: CallStatus, **changes: Any
+        self, call_id: str, *, expected: set[CallStatus] | CallStatus, to: CallStatus, result_message: str | None = None,
+        **changes: Any,
     ) -> FunctionCallRecord:
-        """Move a call from one of `expected` to `to` atomically (compare-and-set), or raise InvalidStateError."""
+        """Move a call from `expected` to `to` and append `result_message`, in one transaction; else InvalidStateError."""
         allowed = {expected} if isinstance(expected, CallStatus) else expected
         table = FunctionCallRecord.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as connection:
@@ -263,6 +281,10 @@ class Store:
                 .values(status=str(to), **changes)
                 .returning(*table.c)
             ).first()  # one statement: the compare-and-set and the read-back cannot be interleaved
+            if row is not None and result_message is not None:
+                self._append_message(
+                    connection, row.conversation_id, MessageRole.FUNCTION_RESULT, result_message, call_id, None,
+                )
         if row is not None:
             return _from_row(FunctionCallRecord, row)
         current = self.call(call_id)

@@ -431,6 +431,19 @@ def test_export_and_import_round_trip(engine: Engine, fake_tgi: FakeTGI) -> None
         engine.import_conversation({"format": "something else"}, "bob")
 
 
+def test_a_damaged_export_leaves_nothing_behind(engine: Engine, fake_tgi: FakeTGI) -> None:
+    fake_tgi.reply(json.dumps(LOOKUP))
+    conversation = engine.create_conversation("ann")
+    collect(engine.send(conversation.id, "ann", "Where is A1002?"))
+    exported = json.loads(json.dumps(engine.export_conversation(conversation.id, "ann")))
+    exported["messages"][-1]["role"] = "narrator"  # the last thing an import would store
+
+    with pytest.raises(InvalidInputError, match="damaged"):
+        engine.import_conversation(exported, "bob")
+
+    assert engine.list_conversations("bob") == [], "not even the conversation, nor its calls"
+
+
 def test_an_imported_title_keeps_within_the_limit(engine: Engine) -> None:
     exported = engine.export_conversation(engine.create_conversation("ann", title="x" * 200).id, "ann")
 
