@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from backend.core.detector import CallDetector
@@ -50,6 +51,7 @@ __all__ = ["Engine", "Limits"]
 log = logging.getLogger(__name__)
 
 _STILL_ANSWERING = "The model is still answering in this conversation: wait for its answer, then send again."
+_REPLY_LEASE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Engine:
         params: GenerationParams | None = None,
         limits: Limits | None = None,
         system_prompt: str | None = None,
+        reply_lease: timedelta = _REPLY_LEASE,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -82,9 +85,10 @@ class Engine:
         self.limits = limits or Limits()
         self.system_prompt = system_prompt
         self._steps = CallSteps(store=store, registry=registry)
-        # Conversations whose model reply is streaming in this process: a second reply at the same time (another
-        # tab, a message sent while a confirmed call's answer streams) would interleave with it.
-        self._answering: set[str] = set()
+        # A streaming reply holds its conversation's lease in the database, so no second reply starts there at the
+        # same time from any replica (another tab, a message sent while a confirmed call's answer streams): they
+        # would interleave. The holder renews it every third of this; a replica that died lets it expire.
+        self.reply_lease = reply_lease
 
     # Conversations
 
@@ -151,7 +155,7 @@ class Engine:
                 "Shorten it and send again."
             ))
             return
-        if conversation.id in self._answering:
+        if self.store.lease_holder(conversation.id) is not None:
             yield ErrorEvent(message=_STILL_ANSWERING)
             return
         skipped = self._steps.skip_open(conversation.id)
@@ -193,17 +197,22 @@ class Engine:
         answered now.
         """
         conversation = self.conversation(conversation_id, user)
-        if conversation.id in self._answering:
+        # Held while it deletes, so that no reply starts on the message being taken back.
+        holder = self._new_holder()
+        if not self.store.take_lease(conversation.id, holder=holder, ttl=self.reply_lease):
             raise InvalidStateError(_STILL_ANSWERING)
-        messages = self.store.messages(conversation.id)
-        found = turns([m.role for m in messages])
-        last = found[-1] if found else None
-        if last is None or not is_unanswered([messages[i].role for i in last]):
-            raise InvalidStateError("The last message has an answer, so it cannot be taken back.")
-        first = messages[last.start]
-        # The turn is the conversation's tail, so deleting it leaves the positions gap-free.
-        self.store.delete_tail(conversation.id, from_position=first.position, count=len(last))
-        return first.content
+        try:
+            messages = self.store.messages(conversation.id)
+            found = turns([m.role for m in messages])
+            last = found[-1] if found else None
+            if last is None or not is_unanswered([messages[i].role for i in last]):
+                raise InvalidStateError("The last message has an answer, so it cannot be taken back.")
+            first = messages[last.start]
+            # The turn is the conversation's tail, so deleting it leaves the positions gap-free.
+            self.store.delete_tail(conversation.id, from_position=first.position, count=len(last))
+            return first.content
+        finally:
+            self._release_lease(conversation.id, holder)
 
     async def confirm(self, call_id: str, arguments: dict[str, Any] | None, user: str) -> AsyncIterator[EngineEvent]:
         """Run a proposed call with the (possibly edited) arguments, then let the model answer once all are settled."""
@@ -258,17 +267,19 @@ class Engine:
 
     async def _reply(self, conversation: Conversation, owner: User, turn_id: str) -> AsyncIterator[EngineEvent]:
         """Stream one model reply, store it, propose its calls, and keep going while calls settle on their own."""
-        if conversation.id in self._answering:
+        holder = self._new_holder()
+        if not self.store.take_lease(conversation.id, holder=holder, ttl=self.reply_lease):
             yield ErrorEvent(message=_STILL_ANSWERING, retryable=True)
             yield Done()
             return
-        self._answering.add(conversation.id)
+        heartbeat = asyncio.create_task(self._renew_lease(conversation.id, holder))
         try:
             async with aclosing(self._replies(conversation, owner, turn_id)) as events:
                 async for event in events:
                     yield event
-        finally:
-            self._answering.discard(conversation.id)
+        finally:  # also on a stop: a cancelled task or a closed iterator gives the conversation back at once
+            heartbeat.cancel()
+            self._release_lease(conversation.id, holder)
 
     async def _replies(self, conversation: Conversation, owner: User, turn_id: str) -> AsyncIterator[EngineEvent]:
         while True:
@@ -379,6 +390,29 @@ class Engine:
                 yield Done(awaiting_confirmation=True)
                 return
             # Everything settled without a person (auto tools, unknown functions): the model goes on.
+
+    def _new_holder(self) -> str:
+        """A holder name for one reply: this replica's, made unique so that a second reply here is refused too."""
+        return f"{self.store.instance[:160]}/{new_id()}"
+
+    async def _renew_lease(self, conversation_id: str, holder: str) -> None:
+        """Keep the reply's lease while it lasts, however long the model or an automatic tool takes."""
+        while True:
+            await asyncio.sleep(self.reply_lease.total_seconds() / 3)
+            try:
+                renewed = self.store.renew_lease(conversation_id, holder=holder, ttl=self.reply_lease)
+            except Exception:  # the next beat may reach the database again; the lease lasts until then
+                log.exception("could not renew the reply lease conversation=%s", conversation_id)
+                continue
+            if not renewed:  # this process stalled past the expiry and another reply took over
+                log.warning("reply lease lost conversation=%s", conversation_id)
+                return
+
+    def _release_lease(self, conversation_id: str, holder: str) -> None:
+        try:
+            self.store.release_lease(conversation_id, holder=holder)
+        except Exception:  # never hides what ended the reply; an unreleased lease expires on its own
+            log.exception("could not release the reply lease conversation=%s", conversation_id)
 
     def _keep_stopped_text(self, conversation_id: str, turn_id: str, text: str) -> None:
         """Keep what the person saw of a reply they stopped; with nothing shown yet, the turn stays unanswered."""

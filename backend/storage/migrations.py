@@ -110,11 +110,27 @@ def _m002_call_runner(connection: Connection) -> None:
         connection.execute(text("ALTER TABLE function_calls ADD COLUMN runner VARCHAR(200)"))
 
 
+def _m003_conversation_leases(connection: Connection) -> None:
+    """A lease per conversation, so that only one reply streams in it at a time across replicas."""
+    metadata = MetaData()
+    Table("conversations", metadata, Column("id", String(32), primary_key=True))  # only for the foreign key
+    Table(
+        "conversation_leases", metadata,
+        Column(
+            "conversation_id", String(32), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True,
+        ),
+        Column("holder", String(200), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    )
+    metadata.tables["conversation_leases"].create(connection)
+
+
 # Ordered and named; never edit or reorder one that has shipped, append a new one instead. Each must leave a new and an
 # old database in the same state: a test compares a database made by these with the tables the models declare.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_call_runner", _m002_call_runner),
+    ("003_conversation_leases", _m003_conversation_leases),
 ]
 
 

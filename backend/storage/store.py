@@ -1,4 +1,4 @@
-"""The Store: keyword-only reads and writes of users, conversations, messages and function calls."""
+"""The Store: keyword-only reads and writes of users, conversations, messages, function calls and reply leases."""
 
 from __future__ import annotations
 
@@ -11,12 +11,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, func, select
 
-from backend.errors import InvalidStateError, NotFoundError
+from backend.errors import ConfigError, InvalidStateError, NotFoundError
 from backend.storage.database import create_database_engine
 from backend.storage.migrations import apply_migrations
-from backend.storage.tables import CallStatus, Conversation, FunctionCallRecord, Message, MessageRole, User, utcnow
+from backend.storage.tables import (
+    CallStatus,
+    Conversation,
+    ConversationLease,
+    FunctionCallRecord,
+    Message,
+    MessageRole,
+    User,
+    utcnow,
+)
 
 __all__ = ["Store"]
 
@@ -35,6 +45,10 @@ class Store:
         self.url = url
         self.instance = instance or socket.gethostname()
         self.engine = create_database_engine(url)
+        take_lease = _TAKE_LEASE.get(self.engine.dialect.name)
+        if take_lease is None:
+            raise ConfigError("Callcard keeps its data in SQLite or PostgreSQL: set a sqlite:// or postgresql:// URL.")
+        self._take_lease = take_lease
         # name -> User: every engine call looks its user up, and a user's id never changes once created.
         self._users: dict[str, User] = {}
         self.apply_migrations()
@@ -152,6 +166,7 @@ class Store:
         self.conversation(conversation_id, user=user)
         with self.session() as session:
             # Explicit deletes: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON, and we do not rely on it.
+            session.exec(ConversationLease.__table__.delete().where(ConversationLease.conversation_id == conversation_id))  # type: ignore[call-overload,attr-defined]
             session.exec(FunctionCallRecord.__table__.delete().where(FunctionCallRecord.conversation_id == conversation_id))  # type: ignore[call-overload,attr-defined]
             session.exec(Message.__table__.delete().where(Message.conversation_id == conversation_id))  # type: ignore[call-overload,attr-defined]
             session.exec(Conversation.__table__.delete().where(Conversation.id == conversation_id))  # type: ignore[call-overload,attr-defined]
@@ -290,6 +305,36 @@ class Store:
         current = self.call(call_id)
         raise InvalidStateError(f"This call is already {current.status}; it cannot become {to}.")
 
+    # Reply leases: one reply at a time per conversation, across every replica sharing the database. Expiry times
+    # come from each replica's clock, so replicas need clocks that agree to well within a lease's length.
+
+    def take_lease(self, conversation_id: str, *, holder: str, ttl: timedelta) -> bool:
+        """Hold the conversation for `ttl` if no one holds it or their lease expired (one compare-and-set); else False."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                self._take_lease, {"cid": conversation_id, "who": holder, "until": now + ttl, "now": now}
+            ).rowcount
+        return taken == 1
+
+    def renew_lease(self, conversation_id: str, *, holder: str, ttl: timedelta) -> bool:
+        """Extend `holder`'s lease to `ttl` from now; False if it is no longer theirs (it expired and was taken)."""
+        with self.engine.begin() as connection:
+            renewed = connection.execute(
+                _RENEW_LEASE, {"cid": conversation_id, "who": holder, "until": utcnow() + ttl}
+            ).rowcount
+        return renewed == 1
+
+    def release_lease(self, conversation_id: str, *, holder: str) -> None:
+        """Give the conversation up, if `holder` still holds it."""
+        with self.engine.begin() as connection:
+            connection.execute(_RELEASE_LEASE, {"cid": conversation_id, "who": holder})
+
+    def lease_holder(self, conversation_id: str) -> str | None:
+        """Who holds the conversation's unexpired lease, or None when it is free."""
+        with self.engine.connect() as connection:
+            return connection.execute(_LEASE_HOLDER, {"cid": conversation_id, "now": utcnow()}).scalar()
+
     def interrupt_unfinished_calls(self) -> list[FunctionCallRecord]:
         """Mark calls this instance left confirmed or running (or any orphaned for over an hour) as interrupted.
 
@@ -382,6 +427,36 @@ _CALLS_BY = {
         ("conversation_id",), ("reply_id",), ("conversation_id", "turn_id"), ("conversation_id", "status"), (),
     ]
 }
+
+def _take_lease_statement(insert: Any) -> Any:
+    """Insert the lease, or take over an expired one: the WHERE makes the upsert a compare-and-set (rowcount 0 or 1)."""
+    table = ConversationLease.__table__  # type: ignore[attr-defined]
+    statement = insert(table).values(
+        conversation_id=bindparam("cid"), holder=bindparam("who"),
+        expires_at=bindparam("until", type_=table.c.expires_at.type),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.conversation_id],
+        set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},
+        where=table.c.expires_at < bindparam("now", type_=table.c.expires_at.type),
+    ).execution_options(preserve_rowcount=True)  # SQLAlchemy keeps an INSERT's rowcount only when asked
+
+
+# Upserts are spelled per dialect in SQLAlchemy; these two are the databases Callcard runs on.
+_TAKE_LEASE = {"sqlite": _take_lease_statement(sqlite.insert), "postgresql": _take_lease_statement(postgresql.insert)}
+_LEASES = ConversationLease.__table__  # type: ignore[attr-defined]
+_RENEW_LEASE = (
+    _LEASES.update()
+    .where(_LEASES.c.conversation_id == bindparam("cid"), _LEASES.c.holder == bindparam("who"))
+    .values(expires_at=bindparam("until", type_=_LEASES.c.expires_at.type))
+)
+_RELEASE_LEASE = _LEASES.delete().where(
+    _LEASES.c.conversation_id == bindparam("cid"), _LEASES.c.holder == bindparam("who"),
+)
+_LEASE_HOLDER = select(_LEASES.c.holder).where(
+    _LEASES.c.conversation_id == bindparam("cid"),
+    _LEASES.c.expires_at >= bindparam("now", type_=_LEASES.c.expires_at.type),
+)
 _TOUCH_CONVERSATION = (
     Conversation.__table__.update()  # type: ignore[attr-defined]
     .where(Conversation.__table__.c.id == bindparam("cid"))  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The tables: users, conversations, messages and function calls as SQLModel models, with their enums."""
+"""The tables: users, conversations, messages, function calls and reply leases as SQLModel models, with their enums."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ __all__ = [
     "SETTLED_STATUSES",
     "CallStatus",
     "Conversation",
+    "ConversationLease",
     "FunctionCallRecord",
     "Message",
     "MessageRole",
@@ -130,6 +131,16 @@ class FunctionCallRecord(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: float | None = None
+
+
+class ConversationLease(SQLModel, table=True):
+    """Which reply holds a conversation, until when: one reply at a time, across every replica."""
+
+    __tablename__ = "conversation_leases"
+
+    conversation_id: str = Field(primary_key=True, foreign_key="conversations.id", ondelete="CASCADE", max_length=32)
+    holder: str = Field(max_length=200)  # the replica's instance name and the reply's own id
+    expires_at: datetime  # a holder that crashed stops renewing, and its lease is free from then on
 
 
 class SchemaMigration(SQLModel, table=True):

@@ -12,9 +12,9 @@ from sqlmodel import SQLModel
 from backend.storage.database import create_database_engine
 from backend.storage.migrations import MIGRATIONS
 from backend.storage.store import Store
-from backend.storage.tables import Conversation, FunctionCallRecord, Message, SchemaMigration, User
+from backend.storage.tables import Conversation, ConversationLease, FunctionCallRecord, Message, SchemaMigration, User
 
-_MODELS = (User, Conversation, Message, FunctionCallRecord, SchemaMigration)
+_MODELS = (User, Conversation, Message, FunctionCallRecord, ConversationLease, SchemaMigration)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -87,6 +87,6 @@ def test_an_old_database_is_migrated_and_a_new_one_goes_the_same_way(tmp_path) -
     assert migrated.apply_migrations() == [] and fresh.apply_migrations() == []
     with migrated.engine.connect() as connection:
         names = list(connection.execute(text("SELECT name FROM schema_migrations ORDER BY name")).scalars())
-    assert names == ["001_initial", "002_call_runner"]
+    assert names == ["001_initial", "002_call_runner", "003_conversation_leases"]
     columns = {c["name"] for c in __import__("sqlalchemy").inspect(migrated.engine).get_columns("function_calls")}
     assert "runner" in columns

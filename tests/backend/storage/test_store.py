@@ -1,4 +1,4 @@
-"""The store on its own: the compare-and-set, appends that queue, and start-up recovery across replicas."""
+"""The store on its own: the compare-and-sets (calls and reply leases), appends that queue, and start-up recovery."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import pytest
 
 from backend.errors import InvalidStateError, NotFoundError
 from backend.storage.store import Store
-from backend.storage.tables import SETTLED_STATUSES, CallStatus, FunctionCallRecord, MessageRole, utcnow
+from backend.storage.tables import (
+    SETTLED_STATUSES,
+    CallStatus,
+    ConversationLease,
+    FunctionCallRecord,
+    MessageRole,
+    utcnow,
+)
 
 
 def _running_call(store: Store, *, instance: str, confirmed_ago: timedelta = timedelta(0)) -> str:
@@ -101,4 +108,51 @@ def test_a_skipped_call_is_stored_as_settled_without_a_migration(database_url: s
     assert [c.id for c in store.calls(conversation_id=conversation.id, status=CallStatus.SKIPPED)] == [record.id]
     with pytest.raises(InvalidStateError, match="already skipped"):
         store.transition(record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED)
+    store.close()
+
+
+def test_one_of_many_replicas_takes_a_conversations_lease(database_url: str) -> None:
+    stores = [Store(database_url, instance=f"replica-{i}") for i in range(4)]
+    conversation = stores[0].create_conversation(owner=stores[0].user("ann"))
+    winners: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def take(index: int) -> None:
+        barrier.wait()
+        if stores[index % 4].take_lease(conversation.id, holder=f"reply-{index}", ttl=timedelta(minutes=1)):
+            winners.append(f"reply-{index}")
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    (winner,) = winners
+    store = stores[0]
+    assert store.lease_holder(conversation.id) == winner
+    assert not store.renew_lease(conversation.id, holder="someone-else", ttl=timedelta(minutes=1))
+    store.release_lease(conversation.id, holder="someone-else")
+    assert store.lease_holder(conversation.id) == winner, "only its holder gives a lease back"
+    store.release_lease(conversation.id, holder=winner)
+    assert store.lease_holder(conversation.id) is None
+    assert store.take_lease(conversation.id, holder="next", ttl=timedelta(minutes=1))
+    store.delete_conversation(conversation.id, user=store.user("ann"))  # a held lease goes with its conversation
+    for each in stores:
+        each.close()
+
+
+def test_an_expired_lease_is_taken_over_and_its_old_holder_cannot_renew_it(database_url: str) -> None:
+    store = Store(database_url)
+    conversation = store.create_conversation(owner=store.user("ann"))
+    assert store.take_lease(conversation.id, holder="crashed", ttl=timedelta(minutes=1))
+    with store.engine.begin() as connection:  # its holder died a while ago: the expiry is behind us
+        connection.execute(ConversationLease.__table__.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+
+    assert store.lease_holder(conversation.id) is None
+    assert store.take_lease(conversation.id, holder="alive", ttl=timedelta(minutes=1))
+    assert not store.renew_lease(conversation.id, holder="crashed", ttl=timedelta(minutes=1))
+    store.release_lease(conversation.id, holder="crashed")
+    assert store.lease_holder(conversation.id) == "alive"
+    assert not store.take_lease(conversation.id, holder="crashed", ttl=timedelta(minutes=1))
     store.close()
