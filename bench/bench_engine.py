@@ -97,7 +97,7 @@ async def baseline(model: InstantModel, replies: int) -> float:
 def count_writes(store: Store) -> list[int]:
     writes = [0]
 
-    def on_execute(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def on_execute(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
             writes[0] += 1
 

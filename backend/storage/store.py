@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, func, select
 
 from backend.errors import ConfigError, InvalidStateError, NotFoundError
@@ -101,7 +102,7 @@ class Store:
                 session.add(user)
                 try:
                     session.commit()
-                except Exception:  # another thread created it first
+                except IntegrityError:  # another thread or replica created it first
                     session.rollback()
                     user = session.exec(select(User).where(User.name == name)).one()
             elif role is not None and user.role != role:
