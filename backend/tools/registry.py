@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import StrEnum
@@ -24,6 +25,7 @@ __all__ = [
     "Handler",
     "Tool",
     "ToolFailure",
+    "ToolInterrupted",
     "ToolPolicy",
     "ToolRegistry",
     "ToolResult",
@@ -50,6 +52,10 @@ class ToolFailure(Exception):
     """Raised by a handler for an expected failure (a business rule, a 404): the message goes to the model as is."""
 
 
+class ToolInterrupted(ToolFailure):
+    """Raised by a handler whose call was cut off midway (its server stopped): it may or may not have taken effect."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Tool:
     """A function the model may call, with the handler that runs it and the rules for running it."""
@@ -60,6 +66,8 @@ class Tool:
     policy: ToolPolicy = ToolPolicy.CONFIRM
     timeout_s: float = DEFAULT_TIMEOUT_S
     read_only: bool = False
+    server: str | None = None  # the MCP server that runs it, for the card, the Tools tab and the audit
+    warning: str | None = None  # what the card should warn about before a person confirms (data it may destroy)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy", _policy(self.policy, self.spec.name))
@@ -90,6 +98,7 @@ class ToolResult(BaseModel):
     error: str | None = None
     duration_ms: float = 0.0
     truncated: bool = False
+    interrupted: bool = False  # cut off midway: it may or may not have taken effect, and is never re-run
 
     def to_model_text(self) -> str:
         """The result as the text the model reads back."""
@@ -108,46 +117,66 @@ class ToolRegistry:
             raise ToolConfigError("max_result_bytes must be at least 256.")
         self.max_result_bytes = max_result_bytes
         self._tools: dict[str, Tool] = {}
+        # MCP servers add and remove tools from their own thread while the app reads the list.
+        self._lock = threading.RLock()
         for tool in tools:
             self.add(tool)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._tools
+        with self._lock:
+            return name in self._tools
 
     def __len__(self) -> int:
-        return len(self._tools)
+        with self._lock:
+            return len(self._tools)
 
     def add(self, tool: Tool) -> None:
         """Register `tool`; a second tool with the same name is a configuration error."""
-        existing = self._tools.get(tool.name)
-        if existing is not None:
-            raise ToolConfigError(f"Tool {tool.name!r} is defined twice: by {existing.source} and by {tool.source}.")
-        self._tools[tool.name] = tool
+        with self._lock:
+            existing = self._tools.get(tool.name)
+            if existing is not None:
+                raise ToolConfigError(
+                    f"Tool {tool.name!r} is defined twice: by {existing.source} and by {tool.source}."
+                )
+            self._tools[tool.name] = tool
+
+    def replace(self, tool: Tool) -> None:
+        """Register `tool`, or swap it in for the tool of the same name (a server changed its description)."""
+        with self._lock:
+            self._tools[tool.name] = tool
+
+    def remove(self, name: str) -> Tool | None:
+        """Unregister the tool called `name` (its server withdrew it); the removed tool, or None."""
+        with self._lock:
+            return self._tools.pop(name, None)
 
     def get(self, name: str) -> Tool | None:
         """The tool called `name`, enabled or not."""
-        return self._tools.get(name)
+        with self._lock:
+            return self._tools.get(name)
 
     def tools(self) -> list[Tool]:
         """Every tool, disabled ones included, in registration order."""
-        return list(self._tools.values())
+        with self._lock:
+            return list(self._tools.values())
 
     def specs(self) -> list[FunctionSpec]:
         """The specs of the tools offered to the model (all but the disabled ones)."""
-        return [tool.spec for tool in self._tools.values() if tool.enabled]
+        return [tool.spec for tool in self.tools() if tool.enabled]
 
     def set_policy(self, name: str, policy: ToolPolicy | str) -> None:
         """Change one tool's policy; 'auto' is refused for tools that are not read-only."""
-        tool = self._tools.get(name)
-        if tool is None:
-            known = ", ".join(self._tools) or "none"
-            raise ToolConfigError(f"Cannot set a policy for unknown tool {name!r}; known tools: {known}.")
-        self._tools[name] = dataclasses.replace(tool, policy=_policy(policy, name))
+        with self._lock:
+            tool = self._tools.get(name)
+            if tool is None:
+                known = ", ".join(self._tools) or "none"
+                raise ToolConfigError(f"Cannot set a policy for unknown tool {name!r}; known tools: {known}.")
+            self._tools[name] = dataclasses.replace(tool, policy=_policy(policy, name))
 
     async def execute(self, name: str, arguments: Mapping[str, Any]) -> ToolResult:
         """Run tool `name`; every failure of the tool itself comes back as a failed result, never an exception."""
         started = time.perf_counter()
-        tool = self._tools.get(name)
+        tool = self.get(name)
         if tool is None:
             return _failed(f"There is no tool {name!r}.", started)
         if not tool.enabled:
@@ -164,10 +193,12 @@ class ToolRegistry:
             value = await asyncio.wait_for(tool.handler(checked), timeout=tool.timeout_s)
         except TimeoutError:
             return _failed(f"{name} timed out after {tool.timeout_s:g} s.", started)
+        except ToolInterrupted as failure:
+            return _failed(_clip(str(failure)) or f"{name} was interrupted.", started, interrupted=True)
         except ToolFailure as failure:
             return _failed(_clip(str(failure)) or f"{name} failed.", started)
         except Exception as exc:  # a tool's bug is the model's news, not the app's crash
-            logger.error("Tool %s raised an exception", name, exc_info=True)
+            logger.exception("Tool %s raised an exception", name)
             return _failed(_failure_message(name, exc), started)
         return self._finish(name, value, started)
 
@@ -206,9 +237,9 @@ def _policy(value: ToolPolicy | str, name: str) -> ToolPolicy:
         raise ToolConfigError(f"Tool {name!r}: unknown policy {value!r}; use one of {choices}.") from None
 
 
-def _failed(error: str, started: float) -> ToolResult:
+def _failed(error: str, started: float, *, interrupted: bool = False) -> ToolResult:
     logger.info("Tool call failed: %s", error)
-    return ToolResult(ok=False, error=error, duration_ms=_elapsed_ms(started))
+    return ToolResult(ok=False, error=error, duration_ms=_elapsed_ms(started), interrupted=interrupted)
 
 
 def _elapsed_ms(started: float) -> float:
