@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     tools: Path | None = None
     http_tools: Path | None = None
     functions: Path | None = None
+    mcp_servers: Path | None = None  # an mcpServers file (JSON or YAML)
     auto_tools: str = ""
     disabled_tools: str = ""
 

@@ -58,3 +58,9 @@ def test_on_spaces_without_persistent_storage_the_ui_is_told(monkeypatch: pytest
     assert settings.storage_is_ephemeral == (not Path("/data").is_dir())
     monkeypatch.setenv("CALLCARD_DATABASE_URL", "postgresql+psycopg://db/callcard")
     assert not load_settings().storage_is_ephemeral
+
+
+def test_the_mcp_servers_file_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().mcp_servers is None
+    monkeypatch.setenv("CALLCARD_MCP_SERVERS", "mcp.json")
+    assert load_settings().mcp_servers == Path("mcp.json")
