@@ -1,9 +1,11 @@
-"""The registry app.py starts with: the built-in tools, then the operator's Python, HTTP and functionList tools."""
+"""The registry app.py starts with: the built-in tools, the operator's Python, HTTP and functionList tools, then MCP."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backend.errors import ToolConfigError
 from backend.settings import split_names
@@ -14,7 +16,12 @@ from backend.tools.registry import DEFAULT_MAX_RESULT_BYTES, ToolPolicy, ToolReg
 from backend.tools.search import ARXIV_API_URL, BING_API_URL, search_tools
 from backend.tools.support_desk import SupportDesk, support_desk_tools
 
+if TYPE_CHECKING:  # the MCP SDK loads only when servers are configured (app.py builds McpServers then)
+    from backend.tools.mcp_servers import McpServers
+
 __all__ = ["build_registry"]
+
+logger = logging.getLogger(__name__)
 
 
 def build_registry(
@@ -30,11 +37,15 @@ def build_registry(
     arxiv_url: str = ARXIV_API_URL,
     bing_url: str = BING_API_URL,
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    mcp_servers: McpServers | None = None,
 ) -> ToolRegistry:
     """Every configured tool in one registry; any problem is a ToolConfigError naming its file, line or tool.
 
     `auto_tools` / `disabled_tools` take names (or comma-separated text, as in CALLCARD_AUTO_TOOLS); only
     read-only tools may be auto. `environ` (default os.environ) supplies secrets at request time.
+    `mcp_servers` are started here, after every other tool, so a built-in name stays with the built-in tool
+    and the server's tool becomes `server__tool`; the caller closes them. An MCP server that is down does not
+    stop anything: its tools join when it connects.
     """
     registry = ToolRegistry(max_result_bytes=max_result_bytes)
     if support_desk is not None:
@@ -64,8 +75,21 @@ def build_registry(
     both = sorted(set(auto) & set(disabled))
     if both:
         raise ToolConfigError(f"{', '.join(both)} cannot be both auto and disabled.")
+    if mcp_servers is not None:
+        mcp_servers.start(registry, auto=auto, disabled=disabled)
     for name in disabled:
-        registry.set_policy(name, ToolPolicy.DISABLED)
+        _set_policy(registry, name, ToolPolicy.DISABLED, mcp_servers)
     for name in auto:
-        registry.set_policy(name, ToolPolicy.AUTO)
+        _set_policy(registry, name, ToolPolicy.AUTO, mcp_servers)
     return registry
+
+
+def _set_policy(registry: ToolRegistry, name: str, policy: ToolPolicy, mcp_servers: McpServers | None) -> None:
+    tool = registry.get(name)
+    if tool is not None and tool.server is not None:
+        return  # McpServers applied it, by the MCP rules (auto only for a trusted server's read-only tools)
+    if tool is None and mcp_servers is not None and not mcp_servers.all_connected():
+        logger.warning("%s is not a known tool yet; if an MCP server offers it when it connects, it will be %s",
+                       name, policy.value)
+        return
+    registry.set_policy(name, policy)
