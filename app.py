@@ -6,11 +6,15 @@ import argparse
 import logging
 import signal
 import sys
-from typing import NoReturn
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, NoReturn
 
 from backend.errors import CallcardError
 from backend.models.protocol import GenerationParams, ModelBackend
 from backend.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from backend.tools.mcp_servers import McpServers
 
 
 def parse_flags(argv: list[str]) -> dict[str, object]:
@@ -25,6 +29,7 @@ def parse_flags(argv: list[str]) -> dict[str, object]:
     parser.add_argument("--tools", help="a Python file of @tool functions")
     parser.add_argument("--http-tools", help="a YAML or JSON file of HTTP tools")
     parser.add_argument("--functions", help="a Trelis functionList or OpenAI tools JSON file")
+    parser.add_argument("--mcp-servers", help="an mcpServers JSON or YAML file of MCP servers")
     flags = vars(parser.parse_args(argv))
     return {key: value for key, value in flags.items() if value is not None}
 
@@ -60,8 +65,18 @@ def model_backend(settings: Settings, params: GenerationParams) -> ModelBackend:
     )
 
 
+def mcp_servers(settings: Settings) -> McpServers | None:
+    """The servers of CALLCARD_MCP_SERVERS, not yet started (build_registry starts them); None without the file."""
+    if settings.mcp_servers is None:
+        return None
+    from backend.tools.mcp_servers import McpServers  # the MCP SDK loads only when servers are configured
+
+    return McpServers.from_file(settings.mcp_servers)
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stack = ExitStack()  # what must stop with the app, whichever way it ends
     try:
         settings = load_settings(**parse_flags(argv))
         from backend.engine import Engine, Limits
@@ -73,10 +88,14 @@ def main(argv: list[str]) -> int:
         if interrupted:
             logging.warning("%d call(s) were running when Callcard stopped; marked interrupted", len(interrupted))
         desk = SupportDesk(settings.data_dir)
+        mcp = mcp_servers(settings)
+        if mcp is not None:
+            stack.callback(mcp.close)  # stdio servers' processes end with the app
         registry = build_registry(
             support_desk=desk, python_tools=settings.tools, http_tools=settings.http_tools,
             function_list=settings.functions, auto_tools=settings.auto_tool_names,
             disabled_tools=settings.disabled_tool_names, max_result_bytes=settings.max_result_bytes,
+            mcp_servers=mcp,
         )
         params = generation_params(settings)
         engine = Engine(
@@ -99,7 +118,7 @@ def main(argv: list[str]) -> int:
                     engine=engine, registry=registry, people=people, tickets=desk.list_tickets,
                     ephemeral_storage=settings.storage_is_ephemeral,
                 ),
-                people=people, health=lambda: check_health(store, engine.backend),
+                people=people, health=lambda: check_health(store, engine.backend, mcp_servers=mcp),
             )
         finally:
             stopped = store.interrupt_unfinished_calls()
@@ -108,6 +127,8 @@ def main(argv: list[str]) -> int:
     except CallcardError as error:
         print(f"Callcard cannot start: {error}", file=sys.stderr)
         return 2
+    finally:
+        stack.close()
     return 0
 
 
