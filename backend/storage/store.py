@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Iterator, Sequence
@@ -351,13 +352,14 @@ class Store:
         with self.engine.connect() as connection:
             stuck = list(connection.execute(statement).scalars())
         interrupted = []
+        reason = "Callcard stopped while this call was running; it was not re-run. Check its effect before trying again."
         for call_id in stuck:
             try:
                 interrupted.append(self.transition(
                     call_id, expected={CallStatus.CONFIRMED, CallStatus.RUNNING}, to=CallStatus.INTERRUPTED,
-                    finished_at=utcnow(),
-                    error="Callcard stopped while this call was running; it was not re-run. Check its effect "
-                    "before trying again.",
+                    finished_at=utcnow(), error=reason,
+                    # The model reads this like any settled call's result, in the same transaction as the status.
+                    result_message=json.dumps({"error": reason}),
                 ))
             except InvalidStateError:
                 continue
