@@ -6,7 +6,9 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from contextlib import ExitStack
+from datetime import timedelta
 from typing import TYPE_CHECKING, NoReturn
 
 from backend.errors import CallcardError
@@ -14,7 +16,10 @@ from backend.models.protocol import GenerationParams, ModelBackend
 from backend.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from backend.storage.store import Store
     from backend.tools.mcp_servers import McpServers
+
+_DAY_S = 24 * 60 * 60
 
 
 def parse_flags(argv: list[str]) -> dict[str, object]:
@@ -74,12 +79,25 @@ def mcp_servers(settings: Settings) -> McpServers | None:
     return McpServers.from_file(settings.mcp_servers)
 
 
+def purge_expired(store: Store, days: int) -> None:
+    """Apply CALLCARD_RETENTION_DAYS now, then once a day while the app runs."""
+    from backend.storage.tables import utcnow
+
+    purged = store.purge_older_than(utcnow() - timedelta(days=days))
+    logging.info("retention: purged %d conversation(s) last changed over %d days ago, with their audit rows",
+                 purged, days)
+    timer = threading.Timer(_DAY_S, purge_expired, args=(store, days))
+    timer.daemon = True
+    timer.start()
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stack = ExitStack()  # what must stop with the app, whichever way it ends
     try:
         settings = load_settings(**parse_flags(argv))
         from backend.engine import Engine, Limits
+        from backend.engine.rate_limits import RateLimits
         from backend.storage.store import Store
         from backend.tools import SupportDesk, build_registry
 
@@ -105,7 +123,13 @@ def main(argv: list[str]) -> int:
                 max_message_chars=settings.max_message_chars, max_calls_per_reply=settings.max_calls_per_reply,
                 max_calls_per_turn=settings.max_calls_per_turn,
             ),
+            rate_limits=RateLimits(
+                messages_per_minute=settings.messages_per_minute, concurrent_replies=settings.concurrent_replies,
+            ),
+            ungrounded=settings.ungrounded_mode,
         )
+        if settings.retention_days is not None:
+            purge_expired(store, settings.retention_days)
         from backend.health import check_health
         from ui.app import build_app, launch
         from ui.auth import people_from_settings

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     auth: str | None = None
     leads: str = ""
 
+    # Values found nowhere in the conversation: ask the person for them, only flag them, or do nothing
+    ungrounded: Literal["ask", "flag", "off"] | None = None  # None: ask for the bundled demo model, flag otherwise
+
+    # A public demo that cannot be flooded (None: the default, which is on only on Hugging Face Spaces; 0: off)
+    rate_messages_per_minute: int | None = Field(default=None, ge=0)
+    rate_concurrent_replies: int | None = Field(default=None, ge=0)
+
+    # Records: conversations last changed more than this many days ago are purged with their audit rows (None: keep)
+    retention_days: int | None = Field(default=None, ge=1)
+
     @model_validator(mode="after")
     def _resolve_backend(self) -> Settings:
         if self.backend is None:
@@ -94,6 +104,27 @@ class Settings(BaseSettings):
     def storage_is_ephemeral(self) -> bool:
         """On Spaces without persistent storage, everything stored is lost when the Space restarts."""
         return self.on_spaces and self.database_url is None and not _is_under(self.data_dir, _SPACES_PERSISTENT_DIR)
+
+    @property
+    def ungrounded_mode(self) -> Literal["ask", "flag", "off"]:
+        """The bundled demo model invents values, so it asks by default; a real model's values are flagged."""
+        if self.ungrounded is not None:
+            return self.ungrounded
+        return "ask" if self.backend == "embedded" and self.model_path is None else "flag"
+
+    @property
+    def messages_per_minute(self) -> int | None:
+        """Each person's limit of messages a minute: 12 on Spaces unless set; None when off."""
+        value = self.rate_messages_per_minute if self.rate_messages_per_minute is not None else (
+            _SPACES_MESSAGES_PER_MINUTE if self.on_spaces else 0)
+        return value or None
+
+    @property
+    def concurrent_replies(self) -> int | None:
+        """Each person's limit of replies streaming at once: 2 on Spaces unless set; None when off."""
+        value = self.rate_concurrent_replies if self.rate_concurrent_replies is not None else (
+            _SPACES_CONCURRENT_REPLIES if self.on_spaces else 0)
+        return value or None
 
     @property
     def database(self) -> str:
@@ -134,6 +165,8 @@ def _describe(error: dict) -> str:
 
 
 _SPACES_PERSISTENT_DIR = Path("/data")
+_SPACES_MESSAGES_PER_MINUTE = 12  # one message every five seconds, more than a person types
+_SPACES_CONCURRENT_REPLIES = 2  # two tabs at once; the embedded model answers one reply at a time anyway
 
 
 def _default_data_dir() -> Path:

@@ -64,3 +64,24 @@ def test_the_mcp_servers_file_comes_from_the_environment(monkeypatch: pytest.Mon
     assert load_settings().mcp_servers is None
     monkeypatch.setenv("CALLCARD_MCP_SERVERS", "mcp.json")
     assert load_settings().mcp_servers == Path("mcp.json")
+
+
+def test_the_demo_model_asks_for_values_nobody_wrote_and_a_real_server_flags_them(tmp_path: Path) -> None:
+    assert load_settings().ungrounded_mode == "ask"
+    assert load_settings(endpoint="http://gpu-box:8080").ungrounded_mode == "flag"
+    model = tmp_path / "other.gguf"
+    model.write_bytes(b"GGUF")
+    assert load_settings(model_path=str(model)).ungrounded_mode == "flag"
+    assert load_settings(ungrounded="off").ungrounded_mode == "off"
+
+
+def test_rate_limits_are_on_by_default_only_on_spaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert (settings.messages_per_minute, settings.concurrent_replies) == (None, None)
+    monkeypatch.setenv("SPACE_ID", "callcard/demo")
+    settings = load_settings()
+    assert (settings.messages_per_minute, settings.concurrent_replies) == (12, 2)
+    monkeypatch.setenv("CALLCARD_RATE_MESSAGES_PER_MINUTE", "0")  # 0 turns a limit off
+    monkeypatch.setenv("CALLCARD_RATE_CONCURRENT_REPLIES", "5")
+    settings = load_settings()
+    assert (settings.messages_per_minute, settings.concurrent_replies) == (None, 5)

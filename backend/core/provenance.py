@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from backend.core.specs import ArgumentSpec, FunctionSpec
 
-__all__ = ["Evidence", "Provenance", "SourceKind", "trace_arguments", "ungrounded_required"]
+__all__ = ["Evidence", "Provenance", "SourceKind", "describe_source", "trace_arguments", "ungrounded_required"]
 
 SourceKind = Literal["user", "tool", "default", "model", "person"]
 
@@ -67,6 +67,17 @@ def trace_arguments(
         for key, leaf, leaf_spec in _leaves(name, value, fields.get(name)):
             traced[key] = _trace(leaf, leaf_spec, newest_first)
     return traced
+
+
+def describe_source(source: Provenance | dict[str, Any]) -> str:
+    """A source in a few words, as the audit and its CSV give it."""
+    if isinstance(source, dict):
+        source = Provenance.model_validate(source)
+    if source.kind == "user":
+        return f"customer: \u201c{source.quote}\u201d"
+    if source.kind == "tool":
+        return f"from {source.function or 'an earlier call'}"
+    return {"default": "default", "person": "edited by a person", "model": "not from the conversation"}[source.kind]
 
 
 def ungrounded_required(spec: FunctionSpec, provenance: Mapping[str, Provenance]) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from backend.core.provenance import describe_source
 from backend.storage.store import Store
 from backend.storage.tables import CallStatus, Conversation, FunctionCallRecord, User
 
@@ -42,6 +43,7 @@ class AuditEntry(BaseModel):
     user: str
     conversation_id: str
     conversation_title: str
+    conversation_deleted: bool = False  # deleted by its owner: the call stays here, the conversation cannot be opened
     can_open: bool  # the conversation is the viewer's own: only its owner may open it, lead or not
     function: str
     status: CallStatus
@@ -53,6 +55,9 @@ class AuditEntry(BaseModel):
     arguments: dict[str, Any] | None = None  # as run: None when it never ran
     proposed_arguments: dict[str, Any]
     duration_ms: float | None = None
+    imported_from: str | None = None  # history from an export: it did not run here, whatever its status says
+    tool_source: str | None = None  # where the tool came from when the call was proposed ("MCP: time")
+    sources: dict[str, str] = {}  # argument -> where its value came from, in words (backend.core.provenance)
 
 
 def audit_entries(
@@ -76,7 +81,8 @@ def _entry(record: FunctionCallRecord, conversation: Conversation, owner: User, 
         user=owner.name,
         conversation_id=conversation.id,
         conversation_title=conversation.title,
-        can_open=conversation.owner_id == viewer.id,
+        conversation_deleted=conversation.deleted_at is not None,
+        can_open=conversation.owner_id == viewer.id and conversation.deleted_at is None,
         function=record.function_name,
         status=CallStatus(record.status),
         auto=record.auto,
@@ -87,4 +93,7 @@ def _entry(record: FunctionCallRecord, conversation: Conversation, owner: User, 
         arguments=dict(record.final_arguments) if record.final_arguments is not None else None,
         proposed_arguments=dict(record.proposed_arguments or {}),
         duration_ms=record.duration_ms,
+        imported_from=record.imported_from,
+        tool_source=record.tool_source,
+        sources={key: describe_source(value) for key, value in (record.provenance or {}).items()},
     )

@@ -27,10 +27,11 @@ from backend.engine.events import (
     ReplyText,
     Token,
 )
-from backend.engine.steps import CallSteps, missing_note
+from backend.engine.rate_limits import RateLimits
+from backend.engine.steps import CallSteps, Ungrounded, missing_note
 from backend.engine.transfer import check_export, export_conversation, import_conversation
-from backend.engine.turns import current_turn, is_unanswered, loop_guard, prompt_history, turns
-from backend.errors import CallcardError, InvalidInputError, InvalidStateError, NotFoundError
+from backend.engine.turns import current_turn, evidence, is_unanswered, loop_guard, prompt_history, turns
+from backend.errors import CallcardError, InvalidInputError, InvalidStateError, NotFoundError, RateLimitedError
 from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
 from backend.storage.store import Store
 from backend.storage.tables import (
@@ -77,6 +78,8 @@ class Engine:
         limits: Limits | None = None,
         system_prompt: str | None = None,
         reply_lease: timedelta = _REPLY_LEASE,
+        rate_limits: RateLimits | None = None,
+        ungrounded: Ungrounded = "flag",
     ) -> None:
         self.store = store
         self.backend = backend
@@ -84,7 +87,8 @@ class Engine:
         self.params = params or GenerationParams()
         self.limits = limits or Limits()
         self.system_prompt = system_prompt
-        self._steps = CallSteps(store=store, registry=registry)
+        self._steps = CallSteps(store=store, registry=registry, ungrounded=ungrounded)
+        self.rate_limits = rate_limits or RateLimits()
         # A streaming reply holds its conversation's lease in the database, so no second reply starts there at the
         # same time from any replica (another tab, a message sent while a confirmed call's answer streams): they
         # would interleave. The holder renews it every third of this; a replica that died lets it expire.
@@ -141,8 +145,13 @@ class Engine:
 
     # Turns
 
-    async def send(self, conversation_id: str, user: str, text: str) -> AsyncIterator[EngineEvent]:
-        """Store the user's message, then stream the model's reply and any proposed calls."""
+    async def send(
+        self, conversation_id: str, user: str, text: str, *, client: str | None = None,
+    ) -> AsyncIterator[EngineEvent]:
+        """Store the user's message, then stream the model's reply and any proposed calls.
+
+        `client` names who the rate limits count (a browser session when everyone shares one user), else `user`.
+        """
         owner = self._user(user)
         conversation = self.store.conversation(conversation_id, user=owner)
         text = text.strip()
@@ -158,6 +167,19 @@ class Engine:
         if self.store.lease_holder(conversation.id) is not None:
             yield ErrorEvent(message=_STILL_ANSWERING)
             return
+        try:  # before the message is stored: a refused one goes back to the person, unsent
+            release = self.rate_limits.admit(client or user)
+        except RateLimitedError as error:
+            yield ErrorEvent(message=str(error))
+            return
+        try:
+            async with aclosing(self._send(conversation, owner, text)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            release()
+
+    async def _send(self, conversation: Conversation, owner: User, text: str) -> AsyncIterator[EngineEvent]:
         skipped = self._steps.skip_open(conversation.id)
         turn_id = new_id()
         self.store.add_message(conversation_id=conversation.id, role=MessageRole.USER, content=text, extra={"turn_id": turn_id})
@@ -175,7 +197,7 @@ class Engine:
             async for event in events:
                 yield event
 
-    async def retry(self, conversation_id: str, user: str) -> AsyncIterator[EngineEvent]:
+    async def retry(self, conversation_id: str, user: str, *, client: str | None = None) -> AsyncIterator[EngineEvent]:
         """Ask the model again after a failed or stopped reply; the user's message is already stored."""
         owner = self._user(user)
         conversation = self.store.conversation(conversation_id, user=owner)
@@ -186,9 +208,17 @@ class Engine:
         if self._steps.open_calls(conversation.id):
             yield ErrorEvent(message="Some calls still wait for confirmation: confirm or reject them first.")
             return
-        async with aclosing(self._reply(conversation, owner, current_turn(messages))) as events:
-            async for event in events:
-                yield event
+        try:  # a retry asks the model as a message does, so it counts as one
+            release = self.rate_limits.admit(client or user)
+        except RateLimitedError as error:
+            yield ErrorEvent(message=str(error), retryable=True)
+            return
+        try:
+            async with aclosing(self._reply(conversation, owner, current_turn(messages))) as events:
+                async for event in events:
+                    yield event
+        finally:
+            release()
 
     def withdraw_unanswered(self, conversation_id: str, user: str) -> str:
         """Delete the last message and its errors if the model never answered it; returns its text.
@@ -366,7 +396,8 @@ class Engine:
             calls = calls[: self.limits.max_calls_per_reply]
             reply_id = new_id()
             # Every call of the reply is stored before any is shown or run: a stop from here on keeps the whole reply.
-            proposals = [self._steps.propose(conversation.id, call, reply_id, turn_id, specs) for call in calls]
+            found = evidence(self.store.transcript(conversation.id))
+            proposals = [self._steps.propose(conversation.id, call, reply_id, turn_id, specs, found) for call in calls]
             if dropped > 0:
                 yield ErrorEvent(message=(
                     f"The model proposed {len(calls) + dropped} calls in one reply; only the first {len(calls)} "

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from backend.core.provenance import Provenance
 from backend.core.specs import FunctionSpec
 from backend.storage.tables import CallStatus
 
@@ -42,6 +43,9 @@ class CallView(BaseModel):
     reject_reason: str | None = None
     duration_ms: float | None = None
     spec: FunctionSpec | None = None
+    server: str | None = None  # the MCP server that runs it, shown on the card
+    warning: str | None = None  # what the card warns about before a person confirms (the server says it destroys data)
+    sources: dict[str, Provenance] = Field(default_factory=dict)  # argument path -> where its value came from
 
 
 class Token(BaseModel):

@@ -14,6 +14,7 @@ from backend.errors import RateLimitedError
 __all__ = ["RateLimits"]
 
 _WINDOW_S = 60.0
+_PRUNE_ABOVE = 10_000
 
 
 @dataclass
@@ -46,22 +47,39 @@ class RateLimits:
     @contextmanager
     def reply(self, key: str) -> Iterator[None]:
         """Counts one message and holds one reply slot for `key` until the block ends; RateLimitedError if over."""
-        if not self.enabled:
-            yield
-            return
-        self._start(key)
+        release = self.admit(key)
         try:
             yield
         finally:
+            release()
+
+    def admit(self, key: str) -> Callable[[], None]:
+        """Counts one message and takes one reply slot for `key` (RateLimitedError if over); returns its release."""
+        if not self.enabled:
+            return _nothing
+        self._start(key)
+        released = False
+
+        def release() -> None:
+            nonlocal released
             with self._lock:
+                if released:
+                    return
+                released = True
                 person = self._people[key]
                 person.replying -= 1
                 if not person.replying and not person.sent:
                     del self._people[key]
 
+        return release
+
     def _start(self, key: str) -> None:
         now = self._clock()
         with self._lock:
+            if len(self._people) > _PRUNE_ABOVE:  # visitors who left: forget those with nothing in the last minute
+                self._people = {
+                    k: p for k, p in self._people.items() if p.replying or (p.sent and p.sent[-1] > now - _WINDOW_S)
+                }
             person = self._people.setdefault(key, _Person(sent=deque()))
             while person.sent and person.sent[0] <= now - _WINDOW_S:
                 person.sent.popleft()
@@ -78,6 +96,10 @@ class RateLimits:
                 )
             person.sent.append(now)
             person.replying += 1
+
+
+def _nothing() -> None:
+    return None
 
 
 def _replies(count: int) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Literal
 
 from backend.core.calls import FunctionCall
+from backend.core.provenance import Evidence, Provenance, trace_arguments, ungrounded_required
 from backend.core.specs import FunctionSpec
 from backend.core.validation import CALL_ERROR_KEY, ValidatedCall, top_field, validate_call
 from backend.engine.events import CallProposed, CallUpdated, CallView, EngineEvent
@@ -22,7 +24,10 @@ from backend.storage.store import Store
 from backend.storage.tables import CallStatus, FunctionCallRecord, User, utcnow
 from backend.tools import ToolPolicy, ToolRegistry
 
-__all__ = ["CallSteps", "missing_note"]
+__all__ = ["CallSteps", "Ungrounded", "missing_note"]
+
+# What to do with a value found nowhere in the conversation: ask the person for it, flag it on the card, or nothing.
+Ungrounded = Literal["ask", "flag", "off"]
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +39,10 @@ _STOPPED_BEFORE_START = "Stopped before the function started; it did not run."
 class CallSteps:
     """Moves calls from one status to the next and writes the messages that go with them."""
 
-    def __init__(self, *, store: Store, registry: ToolRegistry) -> None:
+    def __init__(self, *, store: Store, registry: ToolRegistry, ungrounded: Ungrounded = "flag") -> None:
         self.store = store
         self.registry = registry
+        self.ungrounded = ungrounded
 
     def view(self, record: FunctionCallRecord) -> CallView:
         """What a card shows about the call."""
@@ -46,7 +52,9 @@ class CallSteps:
         if record.final_arguments is not None:
             arguments = dict(record.final_arguments)
         else:
-            arguments = {**(record.proposed_arguments or {}), **(checks.get("normalised") or {})}
+            withheld = set(checks.get("withheld") or [])  # values found nowhere, left for the person to give
+            proposed = {k: v for k, v in (record.proposed_arguments or {}).items() if k not in withheld}
+            arguments = {**proposed, **(checks.get("normalised") or {})}
         result = (record.result or {}).get("value") if record.result else None
         return CallView(
             id=record.id, reply_id=record.reply_id, function=record.function_name,
@@ -56,21 +64,37 @@ class CallSteps:
             errors=dict(checks.get("errors") or {}) if status == CallStatus.PROPOSED else {},
             missing=list(checks.get("missing") or []) if status == CallStatus.PROPOSED else [],
             result=result, error=record.error, reject_reason=record.reject_reason, duration_ms=record.duration_ms,
-            spec=tool.spec if tool else None,
+            spec=tool.spec if tool else None, server=tool.server if tool else None,
+            warning=tool.warning if tool else None,
+            sources={key: Provenance.model_validate(value) for key, value in (record.provenance or {}).items()},
         )
 
     def propose(
         self, conversation_id: str, call: FunctionCall, reply_id: str, turn_id: str, specs: list[FunctionSpec],
+        evidence: Sequence[Evidence] = (),
     ) -> tuple[FunctionCallRecord, ValidatedCall]:
-        """Store one proposed call, with what validation found; an unknown function fails at once."""
-        checked = validate_call(call, specs)
+        """Store one proposed call, with where its values came from and what validation found.
+
+        An unknown function fails at once. With `ungrounded="ask"`, a required value found nowhere in `evidence` is
+        withheld: the card asks for it as for a missing one (the model's value stays in the record as proposed).
+        """
+        spec = next((s for s in specs if s.name == call.name), None)
+        sources = trace_arguments(call.arguments, evidence, spec)
+        withheld = ungrounded_required(spec, sources) if spec is not None and self.ungrounded == "ask" else []
+        asked = FunctionCall(name=call.name, arguments={k: v for k, v in call.arguments.items() if k not in withheld})
+        checked = validate_call(asked, specs)
         if checked.spec is not None:
-            found = {"errors": checked.errors, "missing": checked.missing, "normalised": checked.arguments}
+            found = {"errors": checked.errors, "missing": checked.missing, "normalised": checked.arguments,
+                     "withheld": withheld}
         else:
             found = {"errors": checked.errors, "missing": [], "normalised": {}}
+        tool = self.registry.get(call.name)
         record = FunctionCallRecord(
             conversation_id=conversation_id, reply_id=reply_id, turn_id=turn_id, function_name=call.name[:200],
             proposed_arguments=call.arguments, validation_errors=found,
+            provenance={key: value.model_dump(exclude_none=True) for key, value in sources.items()}
+            if self.ungrounded != "off" else None,
+            tool_source=tool.source[:200] if tool is not None else None,
         )
         result = None
         if checked.spec is None:  # stored failed, with its result, in the transaction that stores it
@@ -106,6 +130,8 @@ class CallSteps:
             record.id, expected=CallStatus.PROPOSED, to=CallStatus.CONFIRMED,
             edited_arguments=arguments if edited else None, final_arguments=normalised, validation_errors=None,
             confirmed_by=owner.id, confirmed_at=utcnow(), runner=self.store.instance,
+            provenance=_with_edits(record.provenance, record.proposed_arguments or {}, arguments)
+            if record.provenance is not None else None,
         )
 
     def reject(self, call_id: str, *, owner: User, reason: str | None) -> FunctionCallRecord:
@@ -137,8 +163,10 @@ class CallSteps:
                 result_message=_result_message(result.value),
             )
         else:
+            # A call cut off midway (its MCP server crashed) may have acted: interrupted, like a stopped one, not failed.
+            settled = CallStatus.INTERRUPTED if result.interrupted else CallStatus.FAILED
             record = self.store.transition(
-                record.id, expected=CallStatus.RUNNING, to=CallStatus.FAILED, finished_at=utcnow(),
+                record.id, expected=CallStatus.RUNNING, to=settled, finished_at=utcnow(),
                 duration_ms=result.duration_ms, error=result.error, result_message=_result_message({"error": result.error}),
             )
         log.info(
@@ -195,6 +223,36 @@ def missing_note(views: list[CallView]) -> str:
     if not lines:
         return ""
     return "\n".join(lines) + "\nPlease fill in the card below (or tell me here), then confirm."
+
+
+def _with_edits(
+    provenance: dict[str, Any], proposed: dict[str, Any], confirmed: dict[str, Any],
+) -> dict[str, Any]:
+    """Sources after a person's edits: a value they changed or filled in is theirs, whatever the model wrote."""
+    person = Provenance(kind="person").model_dump(exclude_none=True)
+    return {
+        key: provenance[key] if key in provenance and _leaf(proposed, key) == _leaf(confirmed, key) else person
+        for key in trace_arguments(confirmed, ())  # every leaf path of what was confirmed
+    }
+
+
+_ABSENT = object()
+
+
+def _leaf(arguments: dict[str, Any], key: str) -> Any:
+    """The value at a provenance path (`address.city`, `items[0]`) of `arguments`, or _ABSENT."""
+    value: Any = arguments
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            if not isinstance(value, list) or index >= len(value):
+                return _ABSENT
+            value = value[index]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return _ABSENT
+    return value
 
 
 def _result_message(value: Any) -> str:

@@ -6,12 +6,23 @@ from typing import Any
 
 from backend.errors import InvalidInputError
 from backend.storage.store import Store
-from backend.storage.tables import MAX_TITLE_CHARS, Conversation, FunctionCallRecord, Message, MessageRole, User
+from backend.storage.tables import (
+    MAX_TITLE_CHARS,
+    SETTLED_STATUSES,
+    CallStatus,
+    Conversation,
+    FunctionCallRecord,
+    Message,
+    MessageRole,
+    User,
+)
 
 __all__ = ["EXPORT_FORMAT", "check_export", "export_conversation", "import_conversation"]
 
 EXPORT_FORMAT = "callcard.conversation.v1"
 _IMPORTED = " (imported)"
+# What a file cannot claim: the ids are fresh, and who confirmed a call and where it ran are facts of this instance.
+_NOT_IMPORTED = ("id", "conversation_id", "confirmed_by", "runner", "imported_from")
 
 
 def export_conversation(store: Store, conversation: Conversation) -> dict[str, Any]:
@@ -49,10 +60,10 @@ def import_conversation(store: Store, data: dict[str, Any], *, owner: User) -> C
         call_ids: dict[str, str] = {}
         calls = []
         for call in data.get("calls", []):
-            record = FunctionCallRecord.model_validate({
-                **{k: v for k, v in call.items() if k not in ("id", "conversation_id", "confirmed_by")},
+            record = _as_history(FunctionCallRecord.model_validate({
+                **{k: v for k, v in call.items() if k not in _NOT_IMPORTED},
                 "conversation_id": conversation.id,
-            })
+            }), source=_source(source, call))
             call_ids[call["id"]] = record.id
             calls.append(record)
         messages = [
@@ -67,6 +78,23 @@ def import_conversation(store: Store, data: dict[str, Any], *, owner: User) -> C
         raise InvalidInputError(f"This conversation export is damaged and was not imported: {error}.") from None
     store.add_conversation(conversation, calls=calls, messages=messages)
     return store.conversation(conversation.id, user=owner)
+
+
+def _as_history(record: FunctionCallRecord, *, source: str) -> FunctionCallRecord:
+    """An imported call as history: marked with its source, and settled if it was not, so it can never run here."""
+    record.imported_from = source[:300]
+    record.auto = False
+    if record.status not in SETTLED_STATUSES:
+        record.reject_reason = f"Imported as {record.status}; it was not run here."
+        record.status = CallStatus.SKIPPED
+    return record
+
+
+def _source(conversation: dict[str, Any], call: dict[str, Any]) -> str:
+    """Where an imported call says it ran: its conversation's id and title in the export, and its runner."""
+    title = " ".join(str(conversation.get("title") or "untitled").split())[:80]
+    ran = f", ran on {call['runner']}" if call.get("runner") else ""
+    return f"export of conversation {conversation.get('id', '?')} ({title}){ran}"
 
 
 def _imported_title(original: str) -> str:

@@ -10,14 +10,17 @@ from typing import Any
 from backend.core.calls import FunctionCall
 from backend.core.history import Turn
 from backend.core.prompts import FUNCTION_RESULT_TEMPLATE
+from backend.core.provenance import Evidence
 from backend.storage.tables import CallStatus, FunctionCallRecord, Message, MessageRole, new_id
 
-__all__ = ["current_turn", "is_unanswered", "loop_guard", "prompt_history", "turns", "unanswered_message_ids"]
+__all__ = [
+    "current_turn", "evidence", "is_unanswered", "loop_guard", "prompt_history", "turns", "unanswered_message_ids",
+]
 
 _log = logging.getLogger(__name__)
 
-# One row of `Store.transcript`: role, content, call id, function name, arguments as run or proposed.
-_TranscriptRow = tuple[str, str, str | None, str | None, dict[str, Any] | None]
+# One row of `Store.transcript`: role, content, call id, function name, arguments as run or proposed, message id.
+_TranscriptRow = tuple[str, str, str | None, str | None, dict[str, Any] | None, int]
 
 
 def unanswered_message_ids(messages: Sequence[Message], *, include_last: bool = True) -> set[int]:
@@ -56,7 +59,7 @@ def prompt_history(rows: Sequence[_TranscriptRow]) -> list[Turn]:
     # A failed message would otherwise join the next one in a single turn. The newest turn is the one being
     # answered (sent or retried), so it always goes in.
     left_out = _unanswered([row[0] for row in rows], include_last=False)
-    for index, (role, content, call_id, function_name, arguments) in enumerate(rows):
+    for index, (role, content, call_id, function_name, arguments, _message_id) in enumerate(rows):
         if role == MessageRole.ERROR or index in left_out:
             continue
         if role == MessageRole.FUNCTION_CALL and function_name is not None:
@@ -72,6 +75,17 @@ def prompt_history(rows: Sequence[_TranscriptRow]) -> list[Turn]:
         else:  # an imported call message whose call the export did not carry: nothing the model could read
             _log.warning("Left a %s message without its call out of the prompt.", role)
     return history
+
+
+def evidence(rows: Sequence[_TranscriptRow]) -> list[Evidence]:
+    """What a call's values may come from: every message the customer wrote, and every call's result."""
+    found: list[Evidence] = []
+    for role, content, call_id, function_name, _arguments, message_id in rows:
+        if role == MessageRole.USER:
+            found.append(Evidence(kind="user", text=content, message_id=message_id))
+        elif role == MessageRole.FUNCTION_RESULT:
+            found.append(Evidence(kind="tool", text=content, call_id=call_id, function=function_name))
+    return found
 
 
 def loop_guard(

@@ -125,12 +125,28 @@ def _m003_conversation_leases(connection: Connection) -> None:
     metadata.tables["conversation_leases"].create(connection)
 
 
+def _m004_audit_history(connection: Connection) -> None:
+    """A deleted conversation keeps its row (and so its calls' audit rows); an imported call says where it came from."""
+    connection.execute(text("ALTER TABLE conversations ADD COLUMN deleted_at TIMESTAMP WITH TIME ZONE"
+                            if connection.dialect.name == "postgresql" else
+                            "ALTER TABLE conversations ADD COLUMN deleted_at DATETIME"))
+    connection.execute(text("ALTER TABLE function_calls ADD COLUMN imported_from VARCHAR(300)"))
+
+
+def _m005_call_provenance(connection: Connection) -> None:
+    """Where each argument value came from, and the source of the tool that was proposed."""
+    connection.execute(text("ALTER TABLE function_calls ADD COLUMN provenance JSON"))
+    connection.execute(text("ALTER TABLE function_calls ADD COLUMN tool_source VARCHAR(200)"))
+
+
 # Ordered and named; never edit or reorder one that has shipped, append a new one instead. Each must leave a new and an
 # old database in the same state: a test compares a database made by these with the tables the models declare.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_call_runner", _m002_call_runner),
     ("003_conversation_leases", _m003_conversation_leases),
+    ("004_audit_history", _m004_audit_history),
+    ("005_call_provenance", _m005_call_provenance),
 ]
 
 

@@ -7,7 +7,7 @@ import logging
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -135,7 +135,7 @@ class Store:
     def conversation(self, conversation_id: str, *, user: User) -> Conversation:
         """The conversation, if `user` owns it; otherwise NotFoundError (another's conversation is not revealed)."""
         conversation = self._one(_CONVERSATION_BY_ID, {"id": conversation_id}, Conversation)
-        if conversation is None or conversation.owner_id != user.id:
+        if conversation is None or conversation.owner_id != user.id or conversation.deleted_at is not None:
             raise NotFoundError("This conversation does not exist, or it is not yours.")
         return conversation
 
@@ -144,7 +144,7 @@ class Store:
         with self.session() as session:
             statement = (
                 select(Conversation)
-                .where(Conversation.owner_id == user.id)
+                .where(Conversation.owner_id == user.id, Conversation.deleted_at.is_(None))  # type: ignore[union-attr]
                 .order_by(Conversation.updated_at.desc(), Conversation.created_at.desc())  # type: ignore[attr-defined]
                 .limit(limit)
             )
@@ -156,7 +156,7 @@ class Store:
         with self.engine.begin() as connection:
             row = connection.execute(
                 table.update()
-                .where(table.c.id == conversation_id, table.c.owner_id == user.id)
+                .where(table.c.id == conversation_id, table.c.owner_id == user.id, table.c.deleted_at.is_(None))
                 .values(**changes, updated_at=utcnow())
                 .returning(*table.c)
             ).first()
@@ -165,14 +165,35 @@ class Store:
         return _from_row(Conversation, row)
 
     def delete_conversation(self, conversation_id: str, *, user: User) -> None:
+        """Take the conversation out of its owner's view and of every prompt; its calls stay in the audit.
+
+        Its messages go; the conversation row stays, marked deleted, so each call's audit row still names it. A call
+        still waiting for a person is settled as skipped, so nothing in a deleted conversation can be run.
+        """
         self.conversation(conversation_id, user=user)
-        with self.session() as session:
-            # Explicit deletes: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON, and we do not rely on it.
-            session.exec(ConversationLease.__table__.delete().where(ConversationLease.conversation_id == conversation_id))  # type: ignore[call-overload,attr-defined]
-            session.exec(FunctionCallRecord.__table__.delete().where(FunctionCallRecord.conversation_id == conversation_id))  # type: ignore[call-overload,attr-defined]
-            session.exec(Message.__table__.delete().where(Message.conversation_id == conversation_id))  # type: ignore[call-overload,attr-defined]
-            session.exec(Conversation.__table__.delete().where(Conversation.id == conversation_id))  # type: ignore[call-overload,attr-defined]
-            session.commit()
+        calls = FunctionCallRecord.__table__  # type: ignore[attr-defined]
+        now = utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(ConversationLease.__table__.delete().where(  # type: ignore[attr-defined]
+                ConversationLease.__table__.c.conversation_id == conversation_id))  # type: ignore[attr-defined]
+            connection.execute(calls.update().where(
+                calls.c.conversation_id == conversation_id, calls.c.status == str(CallStatus.PROPOSED),
+            ).values(status=str(CallStatus.SKIPPED), reject_reason=_DELETED_REASON, finished_at=now))
+            connection.execute(Message.__table__.delete().where(  # type: ignore[attr-defined]
+                Message.__table__.c.conversation_id == conversation_id))  # type: ignore[attr-defined]
+            connection.execute(Conversation.__table__.update().where(  # type: ignore[attr-defined]
+                Conversation.__table__.c.id == conversation_id).values(deleted_at=now))  # type: ignore[attr-defined]
+
+    def purge_older_than(self, cutoff: datetime) -> int:
+        """Delete conversations last changed before `cutoff`, with their messages and calls' audit rows; how many."""
+        conversations = Conversation.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as connection:
+            old = select(conversations.c.id).where(conversations.c.updated_at < cutoff)
+            for table in (ConversationLease, Message, FunctionCallRecord):
+                column = table.__table__.c.conversation_id  # type: ignore[attr-defined]
+                connection.execute(table.__table__.delete().where(column.in_(old)))  # type: ignore[attr-defined]
+            purged = connection.execute(conversations.delete().where(conversations.c.updated_at < cutoff)).rowcount
+        return int(purged or 0)
 
     # Messages
 
@@ -222,8 +243,11 @@ class Store:
             statement = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.position)  # type: ignore[arg-type]
             return list(session.exec(statement))
 
-    def transcript(self, conversation_id: str) -> list[tuple[str, str, str | None, str | None, dict[str, Any] | None]]:
-        """(role, content, call id, function name, arguments as run or proposed) per message, oldest first, in one query.
+    def transcript(
+        self, conversation_id: str,
+    ) -> list[tuple[str, str, str | None, str | None, dict[str, Any] | None, int]]:
+        """(role, content, call id, function name, arguments as run or proposed, message id) per message, oldest
+        first, in one query.
 
         The prompt is rebuilt from this on every reply, so it reads plain rows rather than ORM objects.
         """
@@ -232,7 +256,7 @@ class Store:
         statement = (
             select(
                 messages.c.role, messages.c.content, messages.c.call_id, calls.c.function_name,
-                func.coalesce(calls.c.final_arguments, calls.c.proposed_arguments),
+                func.coalesce(calls.c.final_arguments, calls.c.proposed_arguments), messages.c.id,
             )
             .select_from(messages.outerjoin(calls, calls.c.id == messages.c.call_id))
             .where(messages.c.conversation_id == conversation_id)
@@ -414,6 +438,7 @@ def _append_message_statement() -> Any:
 
 _APPEND_MESSAGE = _append_message_statement()
 _USER_BY_NAME = select(User.__table__).where(User.__table__.c.name == bindparam("name"))  # type: ignore[attr-defined]
+_DELETED_REASON = "The conversation was deleted before this call was confirmed; it did not run."
 _CONVERSATION_BY_ID = select(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("id"))  # type: ignore[attr-defined]
 _CALL_BY_ID = select(FunctionCallRecord.__table__).where(FunctionCallRecord.__table__.c.id == bindparam("id"))  # type: ignore[attr-defined]
 

@@ -91,6 +91,8 @@ class Conversation(SQLModel, table=True):
     system_prompt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     temperature: float | None = None
     max_new_tokens: int | None = None
+    # Deleted by its owner: gone from their list, its messages and from prompts; kept for its calls' audit rows.
+    deleted_at: datetime | None = None
 
 
 class Message(SQLModel, table=True):
@@ -131,6 +133,11 @@ class FunctionCallRecord(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: float | None = None
+    # Where an imported call came from; such a call is history, never counted as run here and never runnable.
+    imported_from: str | None = Field(default=None, max_length=300)
+    # Argument path -> where its value came from (backend.core.provenance.Provenance as JSON), as proposed and edited.
+    provenance: dict[str, Any] | None = _json_column()
+    tool_source: str | None = Field(default=None, max_length=200)  # the tool's source when proposed ("MCP: time")
 
 
 class ConversationLease(SQLModel, table=True):

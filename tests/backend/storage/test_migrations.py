@@ -72,13 +72,7 @@ def test_an_old_database_is_migrated_and_a_new_one_goes_the_same_way(tmp_path) -
     with old.begin() as connection:  # the schema as 001 shipped it, before calls recorded their runner
         connection.execute(text("CREATE TABLE schema_migrations (name VARCHAR(200) PRIMARY KEY, applied_at DATETIME)"))
         connection.execute(text("INSERT INTO schema_migrations VALUES ('001_initial', '2026-11-01')"))
-        connection.execute(text(
-            "CREATE TABLE function_calls (id VARCHAR(32) PRIMARY KEY, conversation_id VARCHAR(32), "
-            "reply_id VARCHAR(32), turn_id VARCHAR(32), function_name VARCHAR(200), proposed_arguments JSON, "
-            "edited_arguments JSON, final_arguments JSON, validation_errors JSON, status VARCHAR(20), auto BOOLEAN, "
-            "result JSON, error TEXT, reject_reason TEXT, confirmed_by INTEGER, created_at DATETIME, "
-            "confirmed_at DATETIME, started_at DATETIME, finished_at DATETIME, duration_ms FLOAT)"
-        ))
+        dict(MIGRATIONS)["001_initial"](connection)
     old.dispose()
 
     migrated = Store(f"sqlite:///{path}")
@@ -87,6 +81,6 @@ def test_an_old_database_is_migrated_and_a_new_one_goes_the_same_way(tmp_path) -
     assert migrated.apply_migrations() == [] and fresh.apply_migrations() == []
     with migrated.engine.connect() as connection:
         names = list(connection.execute(text("SELECT name FROM schema_migrations ORDER BY name")).scalars())
-    assert names == ["001_initial", "002_call_runner", "003_conversation_leases"]
+    assert names == [name for name, _ in MIGRATIONS]
     columns = {c["name"] for c in __import__("sqlalchemy").inspect(migrated.engine).get_columns("function_calls")}
     assert "runner" in columns
