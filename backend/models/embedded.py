@@ -36,6 +36,7 @@ from backend.core.prompts import (
 from backend.core.specs import FunctionSpec
 from backend.errors import CallcardError, ConfigError, GenerationError, ModelInputError, PromptTooLongError
 from backend.models.grammar import arguments_grammar, choice_grammar, text_grammar, trelis_reply_grammar
+from backend.models.llama_runtime import LlamaRuntime
 from backend.models.protocol import (
     CallMode,
     FailureTracker,
@@ -188,6 +189,12 @@ class EmbeddedBackend(FailureTracker):
         except (ValueError, RuntimeError, OSError) as error:
             self._worker.shutdown(wait=False)
             raise ConfigError(f"Could not load {path} as a GGUF model ({error}): check the file.") from None
+        try:
+            self._runtime = LlamaRuntime(self._llm)
+        except ConfigError:
+            self._worker.submit(self._llm.close).result()
+            self._worker.shutdown(wait=False)
+            raise
         template = self._llm.metadata.get("tokenizer.chat_template")
         chosen = style or (_NATIVE_STYLE if template else "llama2")
         if chosen not in (*PROMPT_STYLES, _NATIVE_STYLE):
@@ -307,16 +314,14 @@ class EmbeddedBackend(FailureTracker):
     def _prefill(self, tokens: list[int], *, scored: int = 0) -> np.ndarray | None:
         """Evaluate `tokens`, reusing the cached prefix; return the log-probabilities of the last `scored` of them.
 
-        llama-cpp-python only keeps the last position's logits unless the whole context keeps them (hundreds of MB),
-        so the scored positions are decoded here with their logits requested; this leans on its internals (0.3.x).
+        Only the scored positions are decoded with their logits kept (see LlamaRuntime.decode_with_logits).
         """
         llm = self._llm
         cached = 0
         limit = min(llm.n_tokens, len(tokens) - scored - 1)
         while cached < limit and llm.input_ids[cached] == tokens[cached]:
             cached += 1
-        llm._ctx.kv_cache_seq_rm(-1, cached, -1)
-        llm.n_tokens = cached
+        self._runtime.truncate_cache(cached)
         plain_end = len(tokens) - scored - 1 if scored else len(tokens)
         if plain_end > cached:
             llm.eval(tokens[cached:plain_end])
@@ -325,19 +330,13 @@ class EmbeddedBackend(FailureTracker):
         inputs = tokens[plain_end:-1]
         targets = tokens[plain_end + 1 :]
         scores: list[np.ndarray] = []
-        n_vocab = llm.n_vocab()
         for start in range(0, len(inputs), llm.n_batch):
             chunk = inputs[start : start + llm.n_batch]
-            llm._batch.set_batch(batch=chunk, n_past=llm.n_tokens, logits_all=True)
-            llm._ctx.decode(llm._batch)
-            llm.input_ids[llm.n_tokens : llm.n_tokens + len(chunk)] = chunk
-            llm.n_tokens += len(chunk)
-            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(chunk), n_vocab)).astype(np.float64)
+            logits = self._runtime.decode_with_logits(chunk)
             peak = logits.max(axis=1, keepdims=True)
             log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
             wanted = np.array(targets[start : start + len(chunk)])
             scores.append(logits[np.arange(len(chunk)), wanted] - log_norm)
-        llm._requires_eval = False
         # The last scored token itself is not in the cache yet; the next generate() adds it with the rest.
         return np.concatenate(scores) if scores else np.zeros(0)
 
@@ -389,7 +388,7 @@ class EmbeddedBackend(FailureTracker):
                 if cancel.is_set():
                     finish = "cancelled"
                     break
-                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                if self._runtime.is_end_of_generation(token):
                     finish = "stop"
                     break
                 generated += 1
