@@ -140,7 +140,7 @@ def main(argv: list[str]) -> int:
             launch(
                 build_app(
                     engine=engine, registry=registry, people=people, tickets=desk.list_tickets,
-                    ephemeral_storage=settings.storage_is_ephemeral,
+                    ephemeral_storage=settings.storage_is_ephemeral, mcp=mcp,
                 ),
                 people=people, health=lambda: check_health(store, engine.backend, mcp_servers=mcp),
             )

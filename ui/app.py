@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from fastapi.responses import JSONResponse
@@ -23,8 +23,11 @@ from backend.tools import ToolRegistry
 from ui.auth import People
 from ui.deck import DECK_CSS, DECK_JS, DECK_TEMPLATE, deck_value
 from ui.page import DEFAULT_CONCURRENCY, Page, frame_interval
-from ui.present import AUDIT_COLUMNS, TICKET_COLUMNS, tools_markdown
+from ui.present import AUDIT_COLUMNS, TICKET_COLUMNS
 from ui.security import SecurityHeaders
+
+if TYPE_CHECKING:
+    from backend.tools.mcp_servers import McpServers
 
 __all__ = ["CSS", "DEFAULT_CONCURRENCY", "EPHEMERAL_NOTE", "build_app", "frame_interval", "launch"]
 
@@ -70,6 +73,7 @@ def build_app(
     browser_secret: str | None = None,
     tickets: Callable[[], list[Any]] | None = None,
     ephemeral_storage: bool = False,
+    mcp: McpServers | None = None,
     title: str = "Callcard",
 ) -> gr.Blocks:
     """The Callcard Blocks, queued; `registry` defaults to the engine's, `people` to open access (user "local").
@@ -77,11 +81,12 @@ def build_app(
     `backend_info` skips asking the backend what it serves; `browser_secret` encrypts the conversation id kept in
     the browser (default: derived from the database URL, so a restart keeps people in their conversation);
     `tickets` lists the support desk's tickets for the Tickets tab; `ephemeral_storage` (a Space without persistent
-    storage) adds a note that conversations are lost when the app restarts.
+    storage) adds a note that conversations are lost when the app restarts; `mcp` (the MCP servers, started) shows
+    their state in the Tools tab and their questions during a call on the deck.
     """
     page = Page(
         engine=engine, registry=registry or engine.registry, people=people or People.open(),
-        backend_info=backend_info, tickets=tickets,
+        backend_info=backend_info, tickets=tickets, mcp=mcp,
     )
     secret = browser_secret or hashlib.sha256(f"callcard:{engine.store.url}".encode()).hexdigest()[:32]
     with gr.Blocks(title=title, fill_width=True) as demo:
@@ -133,12 +138,14 @@ def build_app(
                         temperature = gr.Slider(0, 2, step=0.05, label="Temperature", interactive=True)
                         max_tokens = gr.Number(label="Max new tokens", precision=0, minimum=1, maximum=8192, interactive=True)
                     save_settings = gr.Button("Save settings", size="sm")
-            with gr.Tab("Tools", id="tools"):
+            with gr.Tab("Tools", id="tools") as tools_tab:
                 gr.Markdown(
                     "Every function the model may call, what it does, its arguments, whether it asks for "
                     "confirmation, and where it comes from."
+                    + (" MCP servers connect, drop and change their tools while Callcard runs." if mcp else "")
                 )
-                gr.Markdown(tools_markdown(page.registry.tools()), elem_id="cc-tools")
+                tools_refresh = gr.Button("Refresh", size="sm", elem_id="cc-tools-refresh")
+                tools_view = gr.Markdown(page.tools_view(), elem_id="cc-tools")
             with gr.Tab("Audit", id="audit") as audit_tab:
                 audit_note = gr.Markdown()
                 with gr.Row():
@@ -156,7 +163,7 @@ def build_app(
                     audit_export = gr.Button("Export CSV", size="sm")
                 audit_table = gr.Dataframe(
                     headers=AUDIT_COLUMNS, value=[], interactive=False, wrap=True, elem_id="cc-audit", max_chars=120,
-                    column_widths=["9%", "7%", "14%", "11%", "10%", "21%", "13%", "10%", "5%"],
+                    column_widths=["9%", "6%", "12%", "10%", "8%", "9%", "19%", "12%", "10%", "5%"],
                 )
                 audit_links = gr.State([])
                 audit_file = gr.File(label="Download", visible=False, interactive=False)
@@ -183,15 +190,19 @@ def build_app(
             "fn": page.take_message, "inputs": [textbox, run_box], "outputs": [pending, textbox], "queue": False,
             "js": _SEND_JS, **private,
         }
-        send_options: dict[str, Any] = {"inputs": [pending, conversation_id], "outputs": [chatbot, view], "show_progress": "hidden"}
+        # A stream also draws the deck, but only when an MCP server asks a question during a call (ui/page.py).
+        send_options: dict[str, Any] = {
+            "inputs": [pending, conversation_id], "outputs": [chatbot, view, deck], "show_progress": "hidden",
+        }
         textbox.submit(**take).then(page.send, api_name="send", **send_options).then(**settle)
         send_button.click(**take).then(page.send, api_visibility="private", **send_options).then(**settle)
         # Card actions stream like a message; "multiple" because a click must never be dropped while another runs
         # (the engine decides what may happen, and says so).
         deck.submit(
-            page.on_deck, [conversation_id], [chatbot, view], trigger_mode="multiple", **private,
+            page.on_deck, [conversation_id], [chatbot, view, deck], trigger_mode="multiple", **private,
         ).then(**settle)
-        deck.click(page.stop, None, None, queue=False, trigger_mode="multiple", **private)
+        # Stop, and answers to a server's question: said while a stream runs, shown by that stream.
+        deck.click(page.on_deck_click, None, None, queue=False, trigger_mode="multiple", **private)
 
         open_outputs = [
             chatbot, deck, conversation_id, conversation_list, title_box, system_box, temperature, max_tokens,
@@ -225,7 +236,10 @@ def build_app(
         audit_inputs = [audit_status, audit_function, audit_user]
         for trigger in (audit_tab.select, audit_refresh.click, audit_status.input, audit_function.input, audit_user.submit):
             trigger(page.audit, audit_inputs, [audit_table, audit_links], **private)
+        audit_tab.select(page.function_choices, None, [audit_function], **private)
         audit_export.click(page.audit_export, audit_inputs, [audit_file], **private)
+        for trigger in (tools_tab.select, tools_refresh.click):
+            trigger(page.tools_view, None, [tools_view], **private)
         audit_table.select(page.open_from_audit, [audit_links], [*open_outputs, tabs], **private)
         for trigger in (tickets_tab.select, tickets_refresh.click):
             trigger(page.ticket_rows, None, [tickets_table], **private)

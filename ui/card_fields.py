@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from backend.core.specs import ArgumentSpec
+from backend.core.specs import ArgumentSpec, FunctionSpec
 from backend.core.validation import top_field, validate_arguments
 from backend.engine.events import CallView
 
 __all__ = [
-    "Widget",
-    "FieldView",
     "Choice",
-    "card_fields",
+    "FieldView",
+    "Widget",
+    "arguments_from_json",
     "arguments_from_values",
+    "arguments_json",
+    "card_fields",
     "check_values",
     "field_errors",
-    "arguments_json",
-    "arguments_from_json",
+    "form_fields",
+    "form_values",
 ]
 
 Widget = Literal["text", "integer", "number", "checkbox", "tristate", "dropdown", "lines", "json"]
@@ -72,12 +74,25 @@ def card_fields(view: CallView, errors: Mapping[str, str] | None = None) -> list
     """The fields of a call's card, in the function's argument order (unknown arguments go to the JSON editor)."""
     if view.spec is None:
         return []
-    grouped = field_errors(view.errors if errors is None else errors)
     missing = {top_field(name) for name in view.missing} if errors is None else set()
+    return _fields(view.spec, view.arguments, view.errors if errors is None else errors, missing)
+
+
+def form_fields(
+    spec: FunctionSpec, values: Mapping[str, Any], errors: Mapping[str, str] | None = None,
+) -> list[FieldView]:
+    """The fields of a form that is not a call (an MCP server's question to the person), holding `values`."""
+    return _fields(spec, values, errors or {}, set())
+
+
+def _fields(
+    spec: FunctionSpec, values: Mapping[str, Any], errors: Mapping[str, str], missing: set[str],
+) -> list[FieldView]:
+    grouped = field_errors(errors)
     fields: list[FieldView] = []
-    for argument in view.spec.arguments:
+    for argument in spec.arguments:
         widget = _widget(argument)
-        value = view.arguments.get(argument.name, argument.default if argument.has_default else None)
+        value = values.get(argument.name, argument.default if argument.has_default else None)
         shown = _shown_value(widget, value)
         required = argument.required and not argument.has_default
         is_missing = argument.name in missing and shown in ("", None)
@@ -150,23 +165,41 @@ def _choices(argument: ArgumentSpec, widget: Widget, value: Any) -> tuple[Choice
 
 def arguments_from_values(view: CallView, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """(arguments, field -> problem) from what the card's controls hold; blank fields are left out."""
-    arguments: dict[str, Any] = {}
+    if view.spec is None:
+        return dict(view.arguments), {}
+    spec = view.spec
+    arguments, problems = _typed_values(
+        spec, card_fields(view), values, keep=lambda argument, parsed: not _untouched_default(view, argument, parsed),
+    )
+    # Arguments the spec does not know are kept, so validation reports them rather than silently dropping them.
+    known = {argument.name for argument in spec.arguments}
+    for name, value in view.arguments.items():
+        if name not in known and name not in arguments:
+            arguments[name] = value
+    return arguments, problems
+
+
+def form_values(spec: FunctionSpec, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(answer, field -> problem) from what a form's controls hold; blank fields are left out."""
+    return _typed_values(spec, form_fields(spec, {}), values, keep=lambda _argument, _parsed: True)
+
+
+def _typed_values(
+    spec: FunctionSpec, fields: list[FieldView], values: Mapping[str, Any],
+    *, keep: Callable[[ArgumentSpec, Any], bool],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    typed: dict[str, Any] = {}
     problems: dict[str, str] = {}
-    for spec_field in card_fields(view):
-        argument = view.spec.argument(spec_field.name) if view.spec else None
+    for spec_field in fields:
+        argument = spec.argument(spec_field.name)
         if argument is None or spec_field.name not in values:
             continue
         parsed, problem = _parse_value(spec_field.widget, argument, values[spec_field.name])
         if problem:
             problems[spec_field.name] = problem
-        elif parsed is not None and not _untouched_default(view, argument, parsed):
-            arguments[spec_field.name] = parsed
-    # Arguments the spec does not know are kept, so validation reports them rather than silently dropping them.
-    known = {f.name for f in card_fields(view)}
-    for name, value in view.arguments.items():
-        if name not in known and name not in arguments:
-            arguments[name] = value
-    return arguments, problems
+        elif parsed is not None and keep(argument, parsed):
+            typed[spec_field.name] = parsed
+    return typed, problems
 
 
 def _untouched_default(view: CallView, argument: ArgumentSpec, value: Any) -> bool:

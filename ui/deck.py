@@ -17,31 +17,39 @@ from __future__ import annotations
 import html
 import itertools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from backend.core.validation import top_field
 from backend.engine.events import CallView
 from backend.storage.tables import SETTLED_STATUSES, CallStatus
-from ui.card_fields import FieldView, arguments_json, card_fields
+from backend.tools import Elicitation
+from ui.card_fields import FieldView, arguments_json, card_fields, form_fields
 
 __all__ = [
-    "Overlay",
-    "Unanswered",
-    "deck_value",
-    "deck_html",
-    "status_label",
-    "DECK_TEMPLATE",
-    "DECK_JS",
-    "DECK_CSS",
     "ACTIONS",
+    "ANSWERS",
+    "DECK_CSS",
+    "DECK_JS",
+    "DECK_TEMPLATE",
+    "Overlay",
+    "Question",
+    "Unanswered",
+    "deck_html",
+    "deck_value",
+    "status_label",
 ]
 
 ACTIONS = frozenset({"confirm", "reject", "apply_json", "retry", "edit", "remove"})
+ANSWERS = frozenset({"accept", "decline", "cancel"})  # a question's buttons: the MCP answers they send
 _FOLD_LINES = 60
 _FOLD_CHARS = 6000
 _serials = itertools.count(1)
+# The activity line's words for a value sent while a call runs (the browser's own words are in DECK_JS's LABELS).
+_WAITING_FOR_ANSWER = "The server waits for your answer…"
+_RUNNING = "Running the function, then the model answers…"
 
 STATUS_LABELS: dict[str, str] = {
     CallStatus.PROPOSED: "⏸️ waiting for your confirmation",
@@ -82,34 +90,54 @@ class Unanswered:
     error: str
 
 
+@dataclass(frozen=True)
+class Question:
+    """An MCP server's question to the person while one of its tools runs (elicitation), as its card shows it."""
+
+    elicitation: Elicitation
+    function: str  # the call that was running when the server asked
+    values: Mapping[str, Any] = field(default_factory=dict)  # what the person answered, when it could not be sent
+    errors: Mapping[str, str] = field(default_factory=dict)
+    notice: str = ""
+
+
 def deck_value(
     cards: Iterable[CallView],
     *,
     overlays: Mapping[str, Overlay] | None = None,
     unanswered: Unanswered | None = None,
     reset: str | None = None,
+    questions: Sequence[Question] = (),
+    busy: bool = False,
 ) -> dict[str, Any]:
     """The deck component's value: its HTML, the card to bring into view, the card whose fields start over.
 
     `serial` makes every value new, so the browser always sees it arrive (and switches the deck's buttons on again).
+    `busy` is for a value sent while a reply still runs (a question came): the activity line and Stop stay.
     """
     cards = list(cards)
-    focus = next((c.id for c in cards if c.status == CallStatus.PROPOSED), None)
+    focus = questions[0].elicitation.id if questions else next(
+        (c.id for c in cards if c.status == CallStatus.PROPOSED), None
+    )
     return {
-        "html": deck_html(cards, overlays=overlays or {}, unanswered=unanswered),
+        "html": deck_html(cards, overlays=overlays or {}, unanswered=unanswered, questions=questions),
         "focus": focus,
         "reset": reset,
+        "busy": busy,
+        "activity": (_WAITING_FOR_ANSWER if questions else _RUNNING) if busy else None,
         "serial": next(_serials),
     }
 
 
 def deck_html(
     cards: Iterable[CallView], *, overlays: Mapping[str, Overlay] | None = None, unanswered: Unanswered | None = None,
+    questions: Sequence[Question] = (),
 ) -> str:
-    """The deck's HTML: the unanswered message's panel, then one card per call."""
+    """The deck's HTML: the unanswered message's panel, one card per call, then the servers' questions."""
     overlays = overlays or {}
     parts = [_unanswered_panel(unanswered)] if unanswered else []
     parts += [_card(view, overlays.get(view.id)) for view in cards]
+    parts += [_question_card(question) for question in questions]
     return "".join(parts)
 
 
@@ -130,14 +158,21 @@ def _unanswered_panel(unanswered: Unanswered) -> str:
     )
 
 
+def _origin(server: str) -> str:
+    return f'<span class="cc-origin" title="{_e(f"Runs on the MCP server {server}")}">MCP · {_e(server)}</span>'
+
+
 def _card(view: CallView, overlay: Overlay | None) -> str:
     status = str(view.status)
     head = (
         f'<header class="cc-card-head"><span class="cc-fn">🛠️ {_e(view.function)}</span>'
-        f'<span class="cc-state">{_e(status_label(view))}</span></header>'
+        + (_origin(view.server) if view.server else "")
+        + f'<span class="cc-state">{_e(status_label(view))}</span></header>'
     )
     if view.description:
         head += f'<p class="cc-desc">{_e(view.description)}</p>'
+    if view.warning and view.status == CallStatus.PROPOSED:
+        head += f'<p class="cc-warning">⚠️ {_e(view.warning)}</p>'
     body = _open_body(view, overlay) if view.status == CallStatus.PROPOSED else _settled_body(view)
     return (
         f'<section class="cc-card cc-card-{_e(status)}" id="cc-card-{_e(view.id)}" data-call="{_e(view.id)}" '
@@ -233,6 +268,56 @@ def _field(call_id: str, spec: FieldView) -> str:
     )
 
 
+def _question_card(question: Question) -> str:
+    """A server's question: a form with typed fields, or a link the person opens themselves; never a password box."""
+    asked = question.elicitation
+    head = (
+        f'<header class="cc-card-head"><span class="cc-fn">❓ {_e(asked.server)} asks you</span>'
+        f'{_origin(asked.server)}<span class="cc-state">{_e(f"while {question.function} runs")}</span></header>'
+        f'<p class="cc-question-message">{_e(asked.message)}</p>'
+    )
+    if asked.warning:
+        head += f'<p class="cc-warning" role="alert">⚠️ {_e(asked.warning)}</p>'
+    if question.notice:
+        head += f'<p class="cc-notice" role="alert">⚠️ {_e(question.notice)}</p>'
+    expires = f"{asked.expires_at:%H:%M} UTC"
+    if asked.mode == "url":
+        body, answers = _question_link(asked.url or "")
+    else:
+        fields = form_fields(asked.spec, question.values, question.errors) if asked.spec is not None else []
+        body = "".join(_field(asked.id, f) for f in fields)
+        answers = [("accept", "Answer", " cc-primary"), ("decline", "Decline", ""), ("cancel", "Cancel", "")]
+    buttons = "".join(
+        f'<button type="button" class="cc-button{style}" data-answer="{action}">{label}</button>'
+        for action, label, style in answers
+    )
+    body += (
+        f'<p class="cc-help">The call waits for your answer. Decline says no; Cancel dismisses the question. '
+        f"Without an answer by {_e(expires)} Callcard declines.</p>"
+        f'<div class="cc-actions">{buttons}</div>'
+    )
+    return (
+        f'<section class="cc-card cc-question-card" id="cc-question-{_e(asked.id)}" data-question="{_e(asked.id)}" '
+        f'aria-label="{_e(f"Question from {asked.server}")}">{head}'
+        f'<form class="cc-form" novalidate>{body}</form></section>'
+    )
+
+
+def _question_link(url: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """The link of a URL-mode question, and its answers; only web addresses become links (never javascript: etc.)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        problem = f"This is not a web address, so Callcard does not open it: {url}"
+        refusals = [("decline", "Decline", ""), ("cancel", "Cancel", "")]
+        return f'<p class="cc-field-error">⚠️ {_e(problem)}</p>', refusals
+    link = (
+        f'<p class="cc-question-link"><a href="{_e(url.strip())}" target="_blank" rel="noopener noreferrer">'
+        f"Open {_e(parts.hostname or parts.netloc)} ↗</a></p>"
+        f'<p class="cc-help">{_e(url.strip())}<br>Press Done once you have finished there.</p>'
+    )
+    return link, [("accept", "Done", " cc-primary"), ("decline", "Decline", "")]
+
+
 def _settled_body(view: CallView) -> str:
     parts: list[str] = []
     if view.edited and view.proposed_arguments != view.arguments:
@@ -284,21 +369,29 @@ DECK_TEMPLATE = (
 DECK_JS = r"""
 const box = element.closest('#cc-deck') || element;
 let ticking = null;
+let activity = 'Working…';
 const newRun = () => Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
+
+// Looked up each time: a deck value that arrives while a reply runs redraws the activity line from the template.
+function showActivity() {
+  const labelNode = element.querySelector('.cc-activity-label');
+  if (labelNode) labelNode.textContent = activity;
+}
 
 function setBusy(label) {
   const run = newRun();
   box.dataset.busy = '1';
   box.dataset.run = run;
   const started = Date.now();
-  const labelNode = element.querySelector('.cc-activity-label');
+  activity = label;
+  showActivity();
   const elapsed = element.querySelector('.cc-elapsed');
-  if (labelNode) labelNode.textContent = label;
   if (elapsed) elapsed.textContent = '';
   clearInterval(ticking);
   ticking = setInterval(() => {
     const seconds = Math.floor((Date.now() - started) / 1000);
-    if (elapsed) elapsed.textContent = seconds >= 1 ? ` ${seconds} s` : '';
+    const node = element.querySelector('.cc-elapsed');
+    if (node) node.textContent = seconds >= 1 ? ` ${seconds} s` : '';
   }, 1000);
   return run;
 }
@@ -338,10 +431,22 @@ element.addEventListener('input', (event) => {
   if (field && event.target.value) field.classList.remove('cc-missing');
 });
 element.addEventListener('click', (event) => {
+  // A server's question is answered while its call still runs (the deck is busy): its own buttons, its own event.
+  const answer = event.target.closest('button[data-answer]');
+  if (answer) {
+    const card = answer.closest('[data-question]');
+    if (!card) return;
+    const data = { action: 'answer', question: card.dataset.question, answer: answer.dataset.answer };
+    if (data.answer === 'accept') data.values = fieldValues(card);
+    card.classList.add('cc-working');
+    card.querySelectorAll('button[data-answer]').forEach((b) => { b.disabled = true; });
+    trigger('click', data);
+    return;
+  }
   const stop = event.target.closest('.cc-stop');
   if (stop) {
-    const label = element.querySelector('.cc-activity-label');
-    if (label) label.textContent = 'Stopping…';
+    activity = 'Stopping…';
+    showActivity();
     trigger('click', { action: 'stop', run: box.dataset.run || '' });
     return;
   }
@@ -359,14 +464,20 @@ element.addEventListener('click', (event) => {
 });
 
 function arrived() {
-  setIdle();
   const value = props.value || {};
+  if (!value.busy) {
+    setIdle();
+  } else if (box.dataset.busy) {
+    if (value.activity) activity = value.activity;
+    showActivity();
+  }
   if (value.reset) {
     const form = element.querySelector(`[data-call="${CSS.escape(value.reset)}"] form`);
     if (form) form.reset();
   }
   if (value.focus) {
-    const card = element.querySelector(`[data-call="${CSS.escape(value.focus)}"]`);
+    const key = CSS.escape(value.focus);
+    const card = element.querySelector(`[data-call="${key}"], [data-question="${key}"]`);
     if (card) {
       const actions = card.querySelector('.cc-actions');
       const fits = card.getBoundingClientRect().height < window.innerHeight * 0.8;
@@ -388,11 +499,13 @@ DECK_CSS = """
 #cc-deck .cc-elapsed { font-variant-numeric: tabular-nums; }
 #cc-deck .cc-stop { margin-left: auto; }
 #cc-deck .cc-spinner { display: inline-block; flex: none; width: 14px; height: 14px; border-radius: 50%;
-  border: 2px solid var(--border-color-primary);
-  border-top-color: var(--color-accent); animation: cc-spin 0.8s linear infinite; }
+  border-width: 2px; border-style: solid; border-color: var(--color-accent) var(--border-color-primary)
+  var(--border-color-primary); animation: cc-spin 0.8s linear infinite; }
 @keyframes cc-spin { to { transform: rotate(360deg); } }
 @media (prefers-reduced-motion: reduce) { #cc-deck .cc-spinner { animation: none; } }
-#cc-deck[data-busy] .cc-card button, #cc-deck[data-busy] .cc-panel button { pointer-events: none; opacity: 0.5; }
+#cc-deck[data-busy] .cc-card:not(.cc-question-card) button, #cc-deck[data-busy] .cc-panel button {
+  pointer-events: none; opacity: 0.5; }
+#cc-deck .cc-question-card button:disabled { opacity: 0.5; }
 #cc-deck .cc-card, #cc-deck .cc-panel { border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
   padding: 10px 12px; margin: 8px 0; background: var(--block-background-fill); color: var(--body-text-color); }
 #cc-deck .cc-panel { border-left: 4px solid #dc2626; }
@@ -403,6 +516,13 @@ DECK_CSS = """
 #cc-deck .cc-card-failed, #cc-deck .cc-card-interrupted { border-left: 4px solid #dc2626; }
 #cc-deck .cc-card-rejected, #cc-deck .cc-card-skipped { border-left: 4px solid #9ca3af; }
 #cc-deck .cc-card-running, #cc-deck .cc-card-confirmed { border-left: 4px solid #f59e0b; }
+#cc-deck .cc-question-card { border-left: 4px solid var(--color-accent);
+  box-shadow: 0 0 0 2px var(--color-accent-soft); }
+#cc-deck .cc-origin { font-size: var(--text-sm); padding: 0 8px; border-radius: 999px; color: var(--cc-muted);
+  border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); }
+#cc-deck .cc-warning { color: var(--cc-warn); font-weight: 600; font-size: var(--text-sm); margin: 4px 0; }
+#cc-deck .cc-question-message { white-space: pre-wrap; overflow-wrap: anywhere; margin: 6px 0; font-weight: 600; }
+#cc-deck .cc-question-link a { font-weight: 600; color: var(--link-text-color); text-decoration: underline; }
 #cc-deck .cc-card-head { display: flex; flex-wrap: wrap; gap: 4px 12px; align-items: baseline; }
 #cc-deck .cc-fn { font-weight: 700; font-family: var(--font-mono); overflow-wrap: anywhere; }
 #cc-deck .cc-desc, #cc-deck .cc-help, #cc-deck .cc-caption { color: var(--cc-muted); font-size: var(--text-sm);

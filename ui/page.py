@@ -1,10 +1,11 @@
 """The handlers behind the page: each works out the acting user from its request (never from browser state), asks
 the engine, and returns what the components show. ui/app.py lays the page out and wires these to its events.
 
-A chat stream's outputs are the chat and the `view` state only (Gradio rebuilds every output of every update, and
-50 chats at once must stay cheap); its last update puts the whole final view in `view`, and `show_view`, chained
-after every stream, shows it: the chat and the card deck as the store has them, the textbox, the conversation list,
-the status line.
+A chat stream's outputs are the chat, the `view` state and the deck, which it leaves alone (`gr.skip()`) unless an
+MCP server asks the person something during a call (Gradio rebuilds every output of every update, and 50 chats at
+once must stay cheap); its last update puts the whole final view in `view`, and `show_view`, chained after every
+stream, shows it: the chat and the card deck as the store has them, the textbox, the conversation list, the status
+line. How a server's question reaches the running stream, and its answer the server: ui/questions.py.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from backend.core.validation import top_field
 from backend.engine import Engine
 from backend.engine.audit import AuditFilters
-from backend.engine.events import CallView, EngineEvent, ErrorEvent, Token
+from backend.engine.events import CallUpdated, CallView, EngineEvent, ErrorEvent, Token
 from backend.engine.turns import unanswered_message_ids
 from backend.errors import CallcardError
 from backend.models.protocol import ModelInfo
@@ -37,7 +38,7 @@ from backend.storage.tables import CallStatus, Conversation, Message, MessageRol
 from backend.tools import ToolRegistry
 from ui.auth import People
 from ui.card_fields import arguments_from_json, check_values
-from ui.deck import ACTIONS, Overlay, Unanswered, deck_value
+from ui.deck import ACTIONS, Overlay, Question, Unanswered, deck_value
 from ui.present import (
     ChatStream,
     audit_csv,
@@ -46,11 +47,17 @@ from ui.present import (
     error_text,
     history_chat,
     md_text,
+    servers_markdown,
     status_markdown,
     tickets_rows,
+    tools_markdown,
 )
+from ui.questions import Questions
 
-__all__ = ["Page", "frame_interval", "DEFAULT_CONCURRENCY"]
+if TYPE_CHECKING:
+    from backend.tools.mcp_servers import McpServers
+
+__all__ = ["DEFAULT_CONCURRENCY", "Page", "frame_interval"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,7 @@ _FRAMES_PER_S = 150
 _RUN_ID = re.compile(r"^[A-Za-z0-9]{6,40}$")
 _END = object()
 _FLUSH = object()
+_ASKED = object()  # an MCP server asked a question during this stream's call, or one was settled: redraw the deck
 
 
 def frame_interval(streams: int) -> float:
@@ -120,18 +128,22 @@ class Page:
 
     def __init__(
         self, *, engine: Engine, registry: ToolRegistry, people: People, backend_info: ModelInfo | None,
-        tickets: Callable[[], list[Any]] | None = None,
+        tickets: Callable[[], list[Any]] | None = None, mcp: McpServers | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
         self.people = people
         self._info = backend_info  # what the backend serves, asked once
         self.tickets = tickets
+        self.mcp = mcp
+        self.questions = Questions(mcp.elicitations) if mcp is not None else None
         self.export_dir = Path(tempfile.mkdtemp(prefix="callcard-exports-"))
         self._streams = 0  # answers streaming right now, across all sessions
         self._runs = _Runs()
         # Removed when the page goes away or the process exits; files older than an hour go at each export.
         weakref.finalize(self, shutil.rmtree, self.export_dir, ignore_errors=True)
+        if self.questions is not None:  # a page that is gone can answer no question: the broker must know
+            weakref.finalize(self, self.questions.close)
 
     # -- who ------------------------------------------------------------------------------------------------------
 
@@ -163,6 +175,13 @@ class Page:
         chat = history_chat(messages, calls, on_card={c.id for c in on_deck}, unanswered=unanswered)
         panel = _unanswered_panel(messages, unanswered)
         return chat, deck_value(on_deck, overlays=overlays, unanswered=panel, reset=reset)
+
+    def running_deck(self, user: str, conversation_id: str) -> dict[str, Any]:
+        """The deck while a reply still runs: its cards as stored, with the questions MCP servers wait on."""
+        messages = self.engine.messages(conversation_id, user)
+        on_deck = _latest_reply_calls(messages, self.engine.calls(conversation_id, user))
+        questions: list[Question] = self.questions.shown(user, conversation_id) if self.questions else []
+        return deck_value(on_deck, questions=questions, busy=True)
 
     def open_values(self, user: str | None, conversation_id: str | None, *, newest: bool) -> list[Any]:
         """Values for the outputs that show one conversation (an empty chat when there is none)."""
@@ -297,22 +316,22 @@ class Page:
 
     async def send(
         self, text: str, conversation_id: str | None, request: gr.Request, profile: gr.OAuthProfile | None,
-    ) -> AsyncIterator[tuple[Any, Any]]:
+    ) -> AsyncIterator[tuple[Any, Any, Any]]:
         """Send the message and stream the reply; a message the engine did not store goes back to the textbox."""
         run = self._runs.next_run(request.session_hash or "") if request is not None else ""
         user = self.user(request, profile)
         text = text or ""
         if user is None:
             _warn("Sign in first.")
-            yield gr.skip(), {"text": text, "deck": deck_value([])}
+            yield gr.skip(), {"text": text, "deck": deck_value([])}, gr.skip()
             return
         if not text.strip():
-            yield gr.skip(), self._final(user, conversation_id, text=text)
+            yield gr.skip(), self._final(user, conversation_id, text=text), gr.skip()
             return
         limit = self.engine.limits.max_message_chars
         if len(text.strip()) > limit:  # refused before a conversation is made for it; the text stays in the box
             _warn(f"The message is {len(text.strip()):,} characters long; the limit is {limit:,}. Shorten it and send again.")
-            yield gr.skip(), self._final(user, conversation_id, text=text)
+            yield gr.skip(), self._final(user, conversation_id, text=text), gr.skip()
             return
         try:
             conversation = self._conversation_for(user, conversation_id)
@@ -321,11 +340,12 @@ class Page:
             stream = ChatStream([]) if fresh else self._live(user, conversation.id, deck_stays=False)
         except CallcardError as error:
             _warn(error_text(error))
-            yield gr.skip(), self._final(user, conversation_id, text=text)
+            yield gr.skip(), self._final(user, conversation_id, text=text), gr.skip()
             return
         stream.add_user(text)
-        yield stream.chat, gr.skip()
-        async for update in self._drive(self.engine.send(conversation.id, user, text), stream, request, run):
+        yield stream.chat, gr.skip(), gr.skip()
+        events = self.engine.send(conversation.id, user, text)
+        async for update in self._drive(events, stream, request, run, user=user, conversation_id=conversation.id):
             yield update
         if not stream.stored:
             # The engine refused the message before storing it (another reply is running): back to the box.
@@ -334,26 +354,26 @@ class Page:
 
     async def on_deck(
         self, conversation_id: str | None, event: gr.EventData, request: gr.Request, profile: gr.OAuthProfile | None,
-    ) -> AsyncIterator[tuple[Any, Any]]:
+    ) -> AsyncIterator[tuple[Any, Any, Any]]:
         """A click on the card deck: confirm, reject, apply JSON, or retry / edit / remove an unanswered message."""
         data = event._data if isinstance(getattr(event, "_data", None), dict) else {}
         action, call_id = data.get("action"), str(data.get("call_id") or "")
         run = str(data.get("run") or "")
         user = self.user(request, profile)
         if user is None or not conversation_id or action not in ACTIONS:
-            yield gr.skip(), {"deck": deck_value([])} if user is None else self._final(user, conversation_id)
+            yield gr.skip(), {"deck": deck_value([])} if user is None else self._final(user, conversation_id), gr.skip()
             return
         try:
             events = self._deck_events(user, conversation_id, action, call_id, data)
         except _Shown as shown:
-            yield gr.skip(), shown.view
+            yield gr.skip(), shown.view, gr.skip()
             return
         except CallcardError as error:
             _warn(error_text(error))
-            yield gr.skip(), self._final(user, conversation_id)
+            yield gr.skip(), self._final(user, conversation_id), gr.skip()
             return
         stream = self._live(user, conversation_id, drop_trailing_errors=action == "retry")
-        async for update in self._drive(events, stream, request, run):
+        async for update in self._drive(events, stream, request, run, user=user, conversation_id=conversation_id):
             yield update
         yield self._last(stream, user, conversation_id)
 
@@ -395,14 +415,25 @@ class Page:
                 return view
         raise _Shown(self._final(user, conversation_id))
 
-    async def stop(self, event: gr.EventData, request: gr.Request) -> None:
-        """Stop the reply a person started in this browser session (its partial text is kept, marked stopped)."""
+    async def on_deck_click(self, event: gr.EventData, request: gr.Request, profile: gr.OAuthProfile | None) -> None:
+        """What the deck says while a reply runs: Stop, or the answer to an MCP server's question.
+
+        Neither waits for the stream nor draws anything: the running stream shows what follows (ui/questions.py).
+        """
         data = event._data if isinstance(getattr(event, "_data", None), dict) else {}
+        if data.get("action") == "answer":
+            user = self.user(request, profile)
+            if user is not None and self.questions is not None:
+                values = data.get("values") if isinstance(data.get("values"), dict) else {}
+                self.questions.answer(str(data.get("question") or ""), user, str(data.get("answer") or ""), values)
+            return
         run = str(data.get("run") or "")
         if request is not None and _RUN_ID.match(run):
             self._runs.stop(f"{request.session_hash}:{run}")
 
-    def _last(self, stream: ChatStream, user: str, conversation_id: str, *, text: str | None = None) -> tuple[Any, Any]:
+    def _last(
+        self, stream: ChatStream, user: str, conversation_id: str, *, text: str | None = None,
+    ) -> tuple[Any, Any, Any]:
         """A stream's last update: the chat, and the final view as the store has it.
 
         A message answered with text alone needs no second look at the store: the streamed chat is the stored one
@@ -410,7 +441,7 @@ class Page:
         """
         shown = (stream.chat, deck_value([])) if stream.plain_answer and text is None else None
         view = self._final(user, conversation_id, text=text, check_status=stream.error is not None, shown=shown)
-        return view.get("chat", stream.chat), view
+        return view.get("chat", stream.chat), view, gr.skip()
 
     def _final(
         self, user: str, conversation_id: str | None, *, text: str | None = None, check_status: bool = False,
@@ -453,17 +484,43 @@ class Page:
 
     async def _drive(
         self, events: AsyncIterator[EngineEvent], stream: ChatStream, request: gr.Request | None, run: str,
-    ) -> AsyncIterator[tuple[Any, Any]]:
+        *, user: str, conversation_id: str,
+    ) -> AsyncIterator[tuple[Any, Any, Any]]:
         """Fold engine events into the chat, yielding updates as often as people can see them; Stop ends it.
 
         The engine runs in a task of its own, so Stop can cancel it wherever it waits (the model server, a tool):
         the engine then keeps what was written, marked stopped, and closes the model request. Tokens are shown at
-        most every `frame_interval`; the first token and every other event are shown at once.
+        most every `frame_interval`; the first token and every other event are shown at once. While an MCP call
+        runs, its server's questions are drawn on the deck as they come and go.
         """
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        watched: set[str] = set()
+
+        def wake() -> None:  # called from the MCP servers' thread
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, _ASKED)
+            except RuntimeError:  # the loop is closed: the page went away with it
+                pass
+
+        def follow(event: EngineEvent) -> None:
+            # Here, in the task that runs the engine, before it sends the call: no question can come first.
+            if self.questions is None or not isinstance(event, CallUpdated):
+                return
+            call = event.call
+            if call.status == CallStatus.RUNNING and call.server:
+                self.questions.watch(
+                    call_id=call.id, function=call.function, server=call.server, user=user,
+                    conversation_id=conversation_id, wake=wake,
+                )
+                watched.add(call.id)
+            elif call.id in watched:
+                watched.discard(call.id)
+                self.questions.unwatch(call.id)
 
         async def pump() -> None:
             async for event in events:
+                follow(event)
                 queue.put_nowait(event)
 
         task = asyncio.create_task(pump())
@@ -473,7 +530,6 @@ class Page:
         if key:
             self._runs.register(key, task)
         self._streams += 1  # every handler runs on the event loop: no lock needed
-        loop = asyncio.get_running_loop()
         shown_at = 0.0
         flush: asyncio.TimerHandle | None = None  # tokens wait for their frame: this wakes the loop when it is due
         try:
@@ -481,7 +537,10 @@ class Page:
                 if event is _FLUSH:
                     flush = None
                     shown_at = time.monotonic()
-                    yield stream.chat, gr.skip()
+                    yield stream.chat, gr.skip(), gr.skip()
+                    continue
+                if event is _ASKED:
+                    yield stream.chat, gr.skip(), self.running_deck(user, conversation_id)
                     continue
                 stream.apply(event)
                 if isinstance(event, Token):
@@ -494,7 +553,7 @@ class Page:
                     flush.cancel()
                     flush = None
                 shown_at = time.monotonic()
-                yield stream.chat, gr.skip()
+                yield stream.chat, gr.skip(), gr.skip()
             try:
                 await task
             except asyncio.CancelledError:
@@ -511,6 +570,9 @@ class Page:
                 self._runs.forget(key)
             if not task.done():  # the page went away: stop the engine too
                 task.cancel()
+            if self.questions is not None:
+                for call_id in watched:
+                    self.questions.unwatch(call_id)
 
     async def show_view(self, view: dict[str, Any] | None, shown_status: str | None) -> tuple[Any, ...]:
         """The final view a stream left: chat, deck, textbox, conversation id, list, title and status line.
@@ -539,7 +601,18 @@ class Page:
             status,
         )
 
-    # -- status, audit and tickets -----------------------------------------------------------------------------------
+    # -- status, tools, audit and tickets ----------------------------------------------------------------------------
+
+    def tools_view(self) -> str:
+        """The Tools tab as things are now: MCP servers connect, drop and change their tools while the app runs."""
+        functions = tools_markdown(self.registry.tools())
+        if self.mcp is None:
+            return functions
+        return f"{servers_markdown(self.mcp.status())}\n\n---\n\n## Functions\n\n{functions}"
+
+    def function_choices(self) -> Any:
+        """The audit's function filter, with the tools there are now."""
+        return gr.update(choices=[("any function", "")] + [(t.name, t.name) for t in self.registry.tools()])
 
     async def status(self) -> str:
         """The status line: what the backend serves and whether it answers (plain words; details in the log)."""
@@ -568,7 +641,8 @@ class Page:
             return [], []
         filters = AuditFilters(status=status, function=function, user=user_filter)
         entries = self.engine.audit(user, filters, sees_everyone=self.people.is_lead(user))
-        return audit_rows(entries), [entry.conversation_id if entry.can_open else None for entry in entries]
+        links = [entry.conversation_id if entry.can_open else None for entry in entries]
+        return audit_rows(entries, self._tool_source), links
 
     def open_from_audit(
         self, links: list[str | None], event: gr.SelectData, request: gr.Request, profile: gr.OAuthProfile | None,
@@ -595,6 +669,11 @@ class Page:
         if not self.sees_tickets(user) or self.tickets is None:
             return []
         return tickets_rows(self.tickets())
+
+    def _tool_source(self, function: str) -> str | None:
+        # For calls stored before their tool's source was: where the function comes from now, while it exists.
+        tool = self.registry.get(function)
+        return tool.source if tool is not None else None
 
     def _export_path(self, name: str) -> Path:
         # One directory per file: two people exporting at the same second never overwrite each other's file.

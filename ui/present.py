@@ -11,10 +11,11 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from backend.core.specs import ArgumentSpec
 from backend.engine.audit import AuditEntry
@@ -37,6 +38,9 @@ from backend.tools import Tool, ToolPolicy
 from ui.deck import status_label
 from ui.safe_text import inert_markdown, literal_line, literal_markdown
 
+if TYPE_CHECKING:
+    from backend.tools.mcp_servers import ServerStatus
+
 __all__ = [
     "AUDIT_COLUMNS",
     "TICKET_COLUMNS",
@@ -51,6 +55,7 @@ __all__ = [
     "md_code",
     "md_fence",
     "md_text",
+    "servers_markdown",
     "status_markdown",
     "tickets_rows",
     "tools_markdown",
@@ -73,9 +78,14 @@ _POLICY_LABELS = {
 }
 
 AUDIT_COLUMNS = [
-    "Decided (UTC)", "User", "Conversation", "Function", "Status", "Result or error", "Arguments run",
+    "Decided (UTC)", "User", "Conversation", "Function", "Tool source", "Status", "Result or error", "Arguments run",
     "Model proposed", "ms",
 ]
+_NO_TOOLS = {"connecting": "none yet", "unavailable": "none until it is back", "disabled": "none: it is disabled"}
+_SERVER_STATES = {
+    "connected": "🟢 connected", "connecting": "⏳ connecting", "unavailable": "🔴 unavailable",
+    "disabled": "⚪ disabled", "stopped": "⚪ stopped",
+}
 
 
 # -- Markdown building blocks ------------------------------------------------------------------------------------
@@ -355,6 +365,8 @@ def tools_markdown(tools: Iterable[Tool]) -> str:
             md_text(spec.description) if spec.description else "_No description._",
             f"**Policy:** {_POLICY_LABELS.get(tool.policy, md_text(tool.policy))} · **Source:** {md_text(tool.source)}",
         ]
+        if tool.warning:
+            lines += ["", f"⚠️ {md_text(tool.warning)}"]
         if spec.arguments:
             lines += ["", "| Argument | Type | Required | Description |", "|---|---|---|---|"]
             for argument in spec.arguments:
@@ -366,6 +378,40 @@ def tools_markdown(tools: Iterable[Tool]) -> str:
             lines.append("No arguments.")
         sections.append("\n".join(lines))
     return "\n\n---\n\n".join(sections) if sections else "No functions are configured."
+
+
+def servers_markdown(servers: Iterable[ServerStatus]) -> str:
+    """The Tools tab's MCP servers: state (and why one is unavailable), where it runs, trust, and its tools now."""
+    sections: list[str] = []
+    for server in servers:
+        state = _SERVER_STATES.get(server.state, md_text(server.state))
+        heading = f"### {md_code(server.name)} · {state}"
+        if server.reason:
+            heading += f": {md_text(server.reason)}"
+        kind = "command" if server.transport == "stdio" else "Streamable HTTP"
+        lines = [
+            heading,
+            f"**Runs:** {kind} {md_code(_shown_where(server.transport, server.where))} · **Trusted:** "
+            + ("yes" if server.trusted else "no"),
+            "**Tools:** " + (", ".join(md_code(name) for name in server.tools) or _NO_TOOLS.get(server.state, "none")),
+        ]
+        for name, why in server.skipped.items():
+            lines.append(f"Left out: {md_code(name)}: {md_text(why)}")
+        sections.append("\n\n".join(lines))
+    if not sections:
+        return ""
+    return "## MCP servers\n\n" + "\n\n".join(sections)
+
+
+def _shown_where(transport: str, where: str) -> str:
+    """A server's command or URL as the Tools tab shows it: a URL without its user, password, query or fragment."""
+    if transport == "stdio":
+        return where
+    parts = urlsplit(where)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    hidden = "?…" if parts.query or parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")) + hidden
 
 
 def _type_text(argument: ArgumentSpec) -> str:
@@ -381,10 +427,14 @@ def _type_text(argument: ArgumentSpec) -> str:
     return text
 
 
-def audit_rows(entries: Iterable[AuditEntry]) -> list[list[Any]]:
+def audit_rows(
+    entries: Iterable[AuditEntry], tool_source: Callable[[str], str | None] | None = None,
+) -> list[list[Any]]:
     """One row per call, in AUDIT_COLUMNS order: when it was decided, who, what ran and what came back.
 
-    The conversation of a row the viewer may open ends with " ↗".
+    The conversation of a row the viewer may open ends with " ↗". A call's tool source is the one recorded when it
+    was proposed ("MCP: time"); for a call recorded before sources were, `tool_source` names where the function
+    comes from now, marked "(now)", while it exists.
     """
     rows: list[list[Any]] = []
     for entry in entries:
@@ -401,6 +451,7 @@ def audit_rows(entries: Iterable[AuditEntry]) -> list[list[Any]]:
             entry.user,
             entry.conversation_title + (" ↗" if entry.can_open else ""),
             entry.function,
+            entry.tool_source or _source_now(entry.function, tool_source),
             str(entry.status) + (" · ran automatically" if entry.auto else "") + (" · edited" if entry.edited else ""),
             outcome,
             _compact(entry.arguments) if entry.arguments is not None else "",
@@ -408,6 +459,11 @@ def audit_rows(entries: Iterable[AuditEntry]) -> list[list[Any]]:
             round(entry.duration_ms, 1) if entry.duration_ms is not None else "",
         ])
     return rows
+
+
+def _source_now(function: str, tool_source: Callable[[str], str | None] | None) -> str:
+    source = tool_source(function) if tool_source is not None else None
+    return f"{source} (now)" if source else ""
 
 
 TICKET_COLUMNS = ["Ticket", "Opened (UTC)", "Status", "Name", "E-mail", "Order", "Issue"]

@@ -20,7 +20,8 @@ def page() -> Page:
 
 
 async def consume(handlers: Page, events: AsyncIterator[EngineEvent], stream: ChatStream, run: str) -> list[Any]:
-    return [update async for update in handlers._drive(events, stream, REQUEST, run)]  # type: ignore[arg-type]
+    drive = handlers._drive(events, stream, REQUEST, run, user="ann", conversation_id="c1")  # type: ignore[arg-type]
+    return [update async for update in drive]
 
 
 def test_a_stop_that_comes_before_the_stream_starts_ends_it_at_once() -> None:
@@ -82,7 +83,10 @@ def test_tokens_held_back_for_their_frame_are_drawn_when_it_is_due() -> None:
         shown: list[str] = []
 
         async def watch() -> None:
-            async for chat, _view in handlers._drive(engine(release), stream, REQUEST, "run3"):  # type: ignore[arg-type]
+            drive = handlers._drive(
+                engine(release), stream, REQUEST, "run3", user="ann", conversation_id="c1",  # type: ignore[arg-type]
+            )
+            async for chat, _view, _deck in drive:
                 shown.append(chat[-1]["content"] if chat else "")
                 if shown[-1] == "Your order left":
                     release.set()

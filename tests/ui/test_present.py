@@ -162,7 +162,7 @@ def test_audit_rows_show_each_call_in_the_columns_order() -> None:
     (row,) = audit_rows([entry()])
     assert len(row) == len(AUDIT_COLUMNS)
     assert row == [
-        "2026-11-23 09:30:05", "ann", "Where is A1002?", "lookup_order", "succeeded · edited",
+        "2026-11-23 09:30:05", "ann", "Where is A1002?", "lookup_order", "", "succeeded · edited",
         '{"order_number": "A1001", "status": "delivered"}', '{"order_number": "A1001"}', '{"order_number": "A1002"}',
         12.3,
     ]
@@ -179,7 +179,7 @@ def test_audit_rows_tell_each_outcome() -> None:
         entry(status=CallStatus.REJECTED, result=None, arguments=None, reject_reason=None, edited=False),
         entry(status=CallStatus.PROPOSED, result=None, arguments=None, decided_at=None, duration_ms=None, auto=True),
     ])
-    assert [row[5] for row in outcomes] == ["warehouse database is down", "Rejected: no reason given", ""]
-    assert outcomes[1][4] == "rejected" and outcomes[1][6] == ""
-    assert outcomes[2][0] == "(not decided)" and outcomes[2][4] == "proposed · ran automatically · edited"
-    assert outcomes[2][8] == ""
+    assert [row[6] for row in outcomes] == ["warehouse database is down", "Rejected: no reason given", ""]
+    assert outcomes[1][5] == "rejected" and outcomes[1][7] == ""
+    assert outcomes[2][0] == "(not decided)" and outcomes[2][5] == "proposed · ran automatically · edited"
+    assert outcomes[2][9] == ""
