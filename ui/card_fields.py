@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from backend.core.specs import ArgumentSpec, FunctionSpec
@@ -68,6 +68,8 @@ class FieldView:
     input_type: str = "text"
     placeholder: str = ""
     multiline: bool = False
+    source: str = ""  # where the value came from, in words ("" when there is nothing to say)
+    source_kind: str = ""  # user, tool, default, person or model (found nowhere: the card says to check it)
 
 
 def card_fields(view: CallView, errors: Mapping[str, str] | None = None) -> list[FieldView]:
@@ -75,7 +77,37 @@ def card_fields(view: CallView, errors: Mapping[str, str] | None = None) -> list
     if view.spec is None:
         return []
     missing = {top_field(name) for name in view.missing} if errors is None else set()
-    return _fields(view.spec, view.arguments, view.errors if errors is None else errors, missing)
+    fields = _fields(view.spec, view.arguments, view.errors if errors is None else errors, missing)
+    return [_with_source(field, view) for field in fields]
+
+
+def _with_source(field: FieldView, view: CallView) -> FieldView:
+    """The field with where its value came from: a value found nowhere overrides what its other parts say."""
+    found = {key: source for key, source in view.sources.items() if top_field(key) == field.name}
+    if field.missing or not found:
+        return field
+    kinds = {source.kind for source in found.values()}
+    kind = next(k for k in ("model", "person", "tool", "user", "default") if k in kinds)
+    if kind == "user":
+        quotes = [s.quote or "" for s in found.values() if s.kind == "user"]
+        quote = quotes[0] if len(quotes) == 1 else " … ".join(quotes)
+        text = f"from the customer: \u201c{_shorten(quote)}\u201d"
+    elif kind == "tool":
+        functions = sorted({s.function or "an earlier call" for s in found.values() if s.kind == "tool"})
+        text = "from " + ", ".join(functions)
+    else:
+        text = _SOURCE_WORDS[kind]
+    return replace(field, source=text, source_kind=kind)
+
+
+_SOURCE_WORDS = {
+    "default": "the default value", "person": "edited by a person",
+    "model": "not from the conversation: check it",
+}
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def form_fields(

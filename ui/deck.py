@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from backend.core.provenance import Provenance
 from backend.core.validation import top_field
 from backend.engine.events import CallView
 from backend.storage.tables import SETTLED_STATUSES, CallStatus
@@ -182,7 +183,11 @@ def _card(view: CallView, overlay: Overlay | None) -> str:
 
 def _open_body(view: CallView, overlay: Overlay | None) -> str:
     if overlay is not None:
-        view = view.model_copy(update={"arguments": overlay.arguments, "missing": []})
+        # What the person changed in the form is theirs now, whatever the model's value was sourced from.
+        edited = {k for k in {*overlay.arguments, *view.arguments} if overlay.arguments.get(k) != view.arguments.get(k)}
+        sources = {k: s for k, s in view.sources.items() if top_field(k) not in edited}
+        sources |= {k: Provenance(kind="person") for k in edited if k in overlay.arguments}
+        view = view.model_copy(update={"arguments": overlay.arguments, "missing": [], "sources": sources})
     fields = card_fields(view, overlay.errors if overlay is not None else None)
     errors = overlay.errors if overlay is not None else view.errors
     known = {f.name for f in fields}
@@ -211,6 +216,9 @@ def _open_body(view: CallView, overlay: Overlay | None) -> str:
     return '<form class="cc-form" novalidate>' + "".join(parts) + "</form>"
 
 
+_SOURCE_ICONS = {"user": "💬", "tool": "🔗", "default": "·", "person": "✏️", "model": "⚠️"}
+
+
 def _field(call_id: str, spec: FieldView) -> str:
     control_id = _e(f"cc-{call_id}-{spec.name}")
     classes = "cc-field cc-missing" if spec.missing else "cc-field"
@@ -222,6 +230,11 @@ def _field(call_id: str, spec: FieldView) -> str:
     if spec.missing:
         ask = f"❓ The model asks for the {spec.label.rstrip(' *')}"
         extra += f'<p class="cc-ask">{_e(ask)}.</p>'
+    if spec.source:
+        icon = _SOURCE_ICONS.get(spec.source_kind, "")
+        extra += (f'<p class="cc-source cc-source-{_e(spec.source_kind)}" id="{control_id}-source">'
+                  f"{icon} {_e(spec.source)}</p>")
+        described.append(f"{control_id}-source")
     if spec.error:
         extra += f'<p class="cc-field-error" id="{control_id}-error" role="alert">⚠️ {_e(spec.error)}</p>'
         described.append(f"{control_id}-error")
@@ -547,6 +560,8 @@ DECK_CSS = """
 #cc-deck .cc-missing { background: rgba(245, 158, 11, 0.12); }
 #cc-deck .cc-missing .cc-input, #cc-deck .cc-missing select { box-shadow: inset 0 0 0 2px #f59e0b; }
 #cc-deck .cc-ask { color: var(--cc-warn); font-size: var(--text-sm); margin: 2px 0; font-weight: 600; }
+#cc-deck .cc-source { color: var(--cc-muted); font-size: var(--text-xs); margin: 2px 0; }
+#cc-deck .cc-source-model { color: var(--cc-warn); font-weight: 600; }
 #cc-deck .cc-field-error, #cc-deck .cc-notice { color: var(--cc-error); font-size: var(--text-sm); margin: 2px 0; }
 #cc-deck .cc-notice { font-weight: 600; }
 #cc-deck input:user-invalid, #cc-deck [aria-invalid=true] { border-color: var(--cc-error); }

@@ -158,6 +158,12 @@ class Page:
         suffix = " · logins are off" if mode == "open" else ""
         return f"👤 {md_text(user)}{role}{suffix}"
 
+    def _client(self, request: gr.Request | None) -> str | None:
+        """Who the rate limits count: with logins off everyone is one user, so each browser session on its own."""
+        if self.people.mode != "open" or request is None or not request.session_hash:
+            return None
+        return f"session:{request.session_hash}"
+
     def sees_tickets(self, user: str | None) -> bool:
         """Support tickets hold customers' details: leads see them, and the single user when logins are off."""
         return self.tickets is not None and user is not None and (self.people.mode == "open" or self.people.is_lead(user))
@@ -344,7 +350,7 @@ class Page:
             return
         stream.add_user(text)
         yield stream.chat, gr.skip(), gr.skip()
-        events = self.engine.send(conversation.id, user, text)
+        events = self.engine.send(conversation.id, user, text, client=self._client(request))
         async for update in self._drive(events, stream, request, run, user=user, conversation_id=conversation.id):
             yield update
         if not stream.stored:
@@ -364,7 +370,7 @@ class Page:
             yield gr.skip(), {"deck": deck_value([])} if user is None else self._final(user, conversation_id), gr.skip()
             return
         try:
-            events = self._deck_events(user, conversation_id, action, call_id, data)
+            events = self._deck_events(user, conversation_id, action, call_id, data, client=self._client(request))
         except _Shown as shown:
             yield gr.skip(), shown.view, gr.skip()
             return
@@ -379,10 +385,11 @@ class Page:
 
     def _deck_events(
         self, user: str, conversation_id: str, action: str, call_id: str, data: dict[str, Any],
+        *, client: str | None = None,
     ) -> AsyncIterator[EngineEvent]:
         """The engine stream an action starts; actions that stream nothing raise _Shown with the view to show."""
         if action == "retry":
-            return self.engine.retry(conversation_id, user)
+            return self.engine.retry(conversation_id, user, client=client)
         if action in ("edit", "remove"):
             text = self.engine.withdraw_unanswered(conversation_id, user)
             raise _Shown(self._final(user, conversation_id, text=text if action == "edit" else None))

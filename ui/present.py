@@ -79,7 +79,7 @@ _POLICY_LABELS = {
 
 AUDIT_COLUMNS = [
     "Decided (UTC)", "User", "Conversation", "Function", "Tool source", "Status", "Result or error", "Arguments run",
-    "Model proposed", "ms",
+    "Where the values came from", "Model proposed", "ms",
 ]
 _NO_TOOLS = {"connecting": "none yet", "unavailable": "none until it is back", "disabled": "none: it is disabled"}
 _SERVER_STATES = {
@@ -449,12 +449,15 @@ def audit_rows(
         rows.append([
             _time(entry.decided_at) if entry.decided_at else "(not decided)",
             entry.user,
-            entry.conversation_title + (" ↗" if entry.can_open else ""),
+            entry.conversation_title + (" (deleted)" if entry.conversation_deleted else "")
+            + (" ↗" if entry.can_open else ""),
             entry.function,
             entry.tool_source or _source_now(entry.function, tool_source),
-            str(entry.status) + (" · ran automatically" if entry.auto else "") + (" · edited" if entry.edited else ""),
+            str(entry.status) + (" · ran automatically" if entry.auto else "") + (" · edited" if entry.edited else "")
+            + (f" · imported, not run here ({entry.imported_from})" if entry.imported_from else ""),
             outcome,
             _compact(entry.arguments) if entry.arguments is not None else "",
+            "; ".join(f"{name}: {source}" for name, source in entry.sources.items()),
             _compact(entry.proposed_arguments),
             round(entry.duration_ms, 1) if entry.duration_ms is not None else "",
         ])

@@ -163,9 +163,19 @@ def test_audit_rows_show_each_call_in_the_columns_order() -> None:
     assert len(row) == len(AUDIT_COLUMNS)
     assert row == [
         "2026-11-23 09:30:05", "ann", "Where is A1002?", "lookup_order", "", "succeeded · edited",
-        '{"order_number": "A1001", "status": "delivered"}', '{"order_number": "A1001"}', '{"order_number": "A1002"}',
+        '{"order_number": "A1001", "status": "delivered"}', '{"order_number": "A1001"}', "", '{"order_number": "A1002"}',
         12.3,
     ]
+
+
+def test_audit_rows_say_where_values_came_from_and_what_is_history() -> None:
+    (row,) = audit_rows([entry(
+        sources={"order_number": "edited by a person"}, conversation_deleted=True,
+        imported_from="export of conversation abc (Where is A1002?)",
+    )])
+    assert row[2] == "Where is A1002? (deleted)"
+    assert row[5] == "succeeded · edited · imported, not run here (export of conversation abc (Where is A1002?))"
+    assert row[8] == "order_number: edited by a person"
 
 
 def test_audit_rows_mark_the_conversations_the_viewer_may_open() -> None:
@@ -182,4 +192,4 @@ def test_audit_rows_tell_each_outcome() -> None:
     assert [row[6] for row in outcomes] == ["warehouse database is down", "Rejected: no reason given", ""]
     assert outcomes[1][5] == "rejected" and outcomes[1][7] == ""
     assert outcomes[2][0] == "(not decided)" and outcomes[2][5] == "proposed · ran automatically · edited"
-    assert outcomes[2][9] == ""
+    assert outcomes[2][10] == ""
