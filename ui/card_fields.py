@@ -95,6 +95,8 @@ def _with_source(field: FieldView, view: CallView) -> FieldView:
     elif kind == "tool":
         functions = sorted({s.function or "an earlier call" for s in found.values() if s.kind == "tool"})
         text = "from " + ", ".join(functions)
+    elif kind == "model" and field.widget in ("checkbox", "tristate", "dropdown"):
+        text = "the model's choice: check it"  # a yes/no or an option is never quoted, only read into the words
     else:
         text = _SOURCE_WORDS[kind]
     return replace(field, source=text, source_kind=kind)

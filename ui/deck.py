@@ -442,6 +442,12 @@ element.addEventListener('submit', (event) => event.preventDefault());
 element.addEventListener('input', (event) => {
   const field = event.target.closest('.cc-field');
   if (field && event.target.value) field.classList.remove('cc-missing');
+  // A value the person changes is theirs from now on (the server says the same once it sees the values).
+  const source = field && field.querySelector('.cc-source');
+  if (source) {
+    source.className = 'cc-source cc-source-person';
+    source.textContent = '✏️ edited by a person';
+  }
 });
 element.addEventListener('click', (event) => {
   // A server's question is answered while its call still runs (the deck is busy): its own buttons, its own event.

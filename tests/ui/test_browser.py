@@ -80,7 +80,11 @@ def test_edit_a_field_confirm_and_see_the_result_and_the_answer(watched: Watched
     expect(card.get_by_label("outdoor *")).to_be_checked()
     expect(card.get_by_label("dishes *")).to_have_value("pad thai\ngreen curry")
     expect(chat(watched).get_by_text("I can book that for you.")).to_be_visible()
+    # Where each value came from: the customer's words, quoted, or nowhere (the model chose the budget).
+    expect(card.locator(".cc-source-user").first).to_contain_text("from the customer: \u201cChez Marie\u201d")
+    expect(card.locator('[data-field="budget"] .cc-source-model')).to_have_text("⚠️ not from the conversation: check it")
     guests.fill("6")
+    expect(card.locator('[data-field="guests"] .cc-source')).to_have_text("✏️ edited by a person")
     card.get_by_label("budget *").fill("42.5")
     watched.shot(SCREENSHOTS, "chat-with-card.png")
 
