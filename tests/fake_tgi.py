@@ -23,7 +23,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-__all__ = ["FakeTGI", "Reply", "StreamHold", "ToolCall", "Recorded", "tokenize", "unused_port"]
+__all__ = ["FakeTGI", "Recorded", "Reply", "StreamHold", "ToolCall", "tokenize", "unused_port"]
 
 _TOKEN_PATTERN = re.compile(r"\s*(?:[A-Za-z]{1,4}|[0-9]{1,3}|[^\sA-Za-z0-9])|\s+")
 _GENERATE_PATHS = ("/", "/generate", "/generate_stream")
@@ -430,6 +430,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw) if raw else None
         except json.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):  # unreadable, or cut off by a client that died mid-request
             self._begin(raw.decode("utf-8", "replace"))
             self._send_json(422, {"error": "Failed to deserialize the JSON body", "error_type": "validation"})
             return

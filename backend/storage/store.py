@@ -369,19 +369,19 @@ class Store:
         """
         table = FunctionCallRecord.__table__  # type: ignore[attr-defined]
         orphaned_before = utcnow() - _LONGEST_CALL
-        statement = select(table.c.id).where(
+        statement = select(table.c.id, table.c.status).where(
             table.c.status.in_([str(CallStatus.CONFIRMED), str(CallStatus.RUNNING)]),
             (table.c.runner == self.instance) | table.c.runner.is_(None) | (table.c.confirmed_at < orphaned_before),
         )
         with self.engine.connect() as connection:
-            stuck = list(connection.execute(statement).scalars())
+            stuck = [(row.id, row.status) for row in connection.execute(statement)]
         interrupted = []
-        reason = "Callcard stopped while this call was running; it was not re-run. Check its effect before trying again."
-        for call_id in stuck:
+        for call_id, status in stuck:
+            # A call still `confirmed` never reached its function; a `running` one may have acted.
+            reason = _NEVER_STARTED if status == CallStatus.CONFIRMED else _STOPPED_RUNNING
             try:
                 interrupted.append(self.transition(
-                    call_id, expected={CallStatus.CONFIRMED, CallStatus.RUNNING}, to=CallStatus.INTERRUPTED,
-                    finished_at=utcnow(), error=reason,
+                    call_id, expected=CallStatus(status), to=CallStatus.INTERRUPTED, finished_at=utcnow(), error=reason,
                     # The model reads this like any settled call's result, in the same transaction as the status.
                     result_message=json.dumps({"error": reason}),
                 ))
@@ -438,6 +438,10 @@ def _append_message_statement() -> Any:
 
 _APPEND_MESSAGE = _append_message_statement()
 _USER_BY_NAME = select(User.__table__).where(User.__table__.c.name == bindparam("name"))  # type: ignore[attr-defined]
+_STOPPED_RUNNING = (
+    "Callcard stopped while this call was running; it was not re-run. Check its effect before trying again."
+)
+_NEVER_STARTED = "Callcard stopped after this call was confirmed but before it started; it did not run."
 _DELETED_REASON = "The conversation was deleted before this call was confirmed; it did not run."
 _CONVERSATION_BY_ID = select(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("id"))  # type: ignore[attr-defined]
 _CALL_BY_ID = select(FunctionCallRecord.__table__).where(FunctionCallRecord.__table__.c.id == bindparam("id"))  # type: ignore[attr-defined]

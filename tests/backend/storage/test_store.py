@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from backend.errors import InvalidStateError, NotFoundError
 from backend.storage.store import Store
@@ -43,6 +44,22 @@ def test_a_restarting_replica_interrupts_only_its_own_and_orphaned_calls(databas
 
     assert interrupted == {mine, orphaned}
     assert store.call(theirs).status == CallStatus.RUNNING
+
+
+def test_an_interrupted_call_says_whether_it_may_have_acted_and_gets_its_result_message(database_url: str) -> None:
+    store = Store(database_url, instance="replica-a")
+    running = _running_call(store, instance="replica-a")
+    confirmed = _running_call(store, instance="replica-a")
+    with store.engine.begin() as connection:  # confirmed, and stopped before its function started
+        connection.execute(text("UPDATE function_calls SET status = 'confirmed' WHERE id = :id"), {"id": confirmed})
+
+    store.interrupt_unfinished_calls()
+
+    assert "may" not in (store.call(confirmed).error or "") and "did not run" in (store.call(confirmed).error or "")
+    assert "Check its effect" in (store.call(running).error or "")
+    for call_id in (running, confirmed):
+        results = [m for m in store.messages(store.call(call_id).conversation_id) if m.role == "function_result"]
+        assert [m.call_id for m in results] == [call_id]
 
 
 def test_compare_and_set_lets_exactly_one_of_many_threads_through(database_url: str) -> None:
