@@ -15,7 +15,7 @@ from backend.core.history import Turn
 from backend.core.specs import FunctionSpec
 from backend.errors import SpecError
 
-__all__ = ["CATEGORIES", "TestCase", "load_cases", "to_json_schema", "check_calls", "normalise_text"]
+__all__ = ["CATEGORIES", "TestCase", "check_calls", "load_cases", "normalise_text", "to_json_schema"]
 
 # Categories this evaluation understands: single-turn, Python-typed. Irrelevance cases have no answers: any call fails.
 CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "live_simple", "live_multiple", "irrelevance")

@@ -22,16 +22,21 @@ from typing import Any
 
 from backend.core.calls import FunctionCall
 from backend.core.parsing import parse_reply
+from backend.core.provenance import Evidence, trace_arguments, ungrounded_required
 from backend.core.validation import CALL_ERROR_KEY, validate_call
 from backend.models.protocol import GenerationParams, ModelBackend, ReplyDone, TextDelta
-from eval.bfcl import CATEGORIES, TestCase, check_calls, load_cases
+from eval.bfcl import CATEGORIES as BFCL_CATEGORIES
+from eval.bfcl import TestCase, check_calls, load_cases
+from eval.support_scenarios import ASKS, WRITES, load_scenarios
+from eval.support_scenarios import CATEGORY as SUPPORT
 
 _log = logging.getLogger("eval")
 
-DEFAULT_CATEGORIES = ("simple_python", "multiple", "parallel", "live_simple", "irrelevance")
+CATEGORIES = (*BFCL_CATEGORIES, SUPPORT)
+DEFAULT_CATEGORIES = ("simple_python", "multiple", "parallel", "live_simple", "irrelevance", SUPPORT)
 OUTCOMES = (
-    "ok", "no_call", "unparseable", "schema_invalid", "wrong_function", "wrong_arguments", "wrong_count",
-    "called_irrelevant",
+    "ok", "no_call", "asked", "unparseable", "schema_invalid", "wrong_function", "wrong_arguments", "wrong_count",
+    "called_irrelevant", "write_for_a_read",
 )
 
 
@@ -49,15 +54,31 @@ class CaseResult:
     seconds: float
 
 
-def score_reply(case: TestCase, text: str, structured: list[FunctionCall]) -> tuple[str, str, list[dict[str, Any]]]:
-    """(outcome, detail, calls) for a reply: parsed, validated, then checked against the case's answers."""
+def score_reply(
+    case: TestCase, text: str, structured: list[FunctionCall], *, ask: bool = False,
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """(outcome, detail, calls) for a reply: parsed, validated, then checked against the case's answers.
+
+    With `ask`, Callcard's CALLCARD_UNGROUNDED=ask is applied first: a required value found nowhere in the request
+    is withheld, so the card would ask for it ("asked": no call runs with it).
+    """
     parsed = parse_reply(text)
     calls = [*structured, *parsed.calls]
     shown = [{"name": c.name, "arguments": c.arguments} for c in calls]
+    writes = [c.name for c in calls if c.name in WRITES]
+    if case.category == SUPPORT and writes and not _asks_for_a_write(case):
+        return "write_for_a_read", ", ".join(writes), shown
+    withheld = _withheld(case, calls) if ask else {}
+    if case.id in ASKS:  # no call, or a card for the right function that asks for every required value
+        if not calls or all(c.name in ASKS[case.id] and _asks_all(case, c, withheld) for c in calls):
+            return "ok", "", shown
+        return "called_irrelevant", ", ".join(c.name for c in calls), shown
     if case.answers is None:
         if calls:
             return "called_irrelevant", ", ".join(c.name for c in calls), shown
         return "ok", "", shown
+    if any(withheld.values()):
+        return "asked", "; ".join(f"{name}: {', '.join(v)}" for name, v in withheld.items() if v), shown
     if not calls:
         if parsed.problems:
             return "unparseable", "; ".join(parsed.problems), shown
@@ -75,6 +96,32 @@ def score_reply(case: TestCase, text: str, structured: list[FunctionCall]) -> tu
         checked.append((call.name, given))
     outcome, detail = check_calls(checked, case.answers)
     return outcome, detail, shown
+
+
+def _withheld(case: TestCase, calls: list[FunctionCall]) -> dict[str, list[str]]:
+    """Per call, the required values `ask` would withhold: found nowhere in what the user wrote."""
+    evidence = [Evidence(kind="user", text=m.text) for m in case.messages if m.role == "user"]
+    specs = {spec.name: spec for spec in case.functions}
+    return {
+        call.name: ungrounded_required(specs[call.name], trace_arguments(call.arguments, evidence, specs[call.name]))
+        for call in calls if call.name in specs
+    }
+
+
+def _asks_all(case: TestCase, call: FunctionCall, withheld: dict[str, list[str]]) -> bool:
+    """Every required argument of `call` is left for the person: blank, or withheld as found nowhere."""
+    spec = next((s for s in case.functions if s.name == call.name), None)
+    if spec is None:
+        return False
+    required = [a.name for a in spec.arguments if a.required and not a.has_default]
+    return all(_blank(call.arguments.get(name)) or name in withheld.get(call.name, []) for name in required)
+
+
+def _asks_for_a_write(case: TestCase) -> bool:
+    """The customer asked for a change: the expected answer (or the ask case's function) writes."""
+    if case.id in ASKS:
+        return bool(ASKS[case.id] & WRITES)
+    return bool(case.answers) and any(name in WRITES for answer in case.answers or [] for name in answer)
 
 
 def _blank(value: Any) -> bool:
@@ -157,21 +204,28 @@ def make_backend(args: argparse.Namespace, params: GenerationParams) -> ModelBac
 async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run every system on every category; the results as a JSON-ready dict."""
     params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=0.0, repetition_penalty=1.0, seed=0)
-    cases = {c: load_cases(c, args.offset + args.n)[args.offset :] for c in args.categories}
+    cases = {
+        c: (load_scenarios() if c == SUPPORT else load_cases(c, args.offset + args.n))[args.offset : args.offset + args.n]
+        for c in args.categories
+    }
     systems: dict[str, Any] = {}
     if not args.baseline_only:
         backend = make_backend(args, params)
         info = await backend.info()
         label = f"callcard-{args.mode}"
+        asking = f"{label} + ungrounded=ask"  # the same replies, scored as the demo model's cards would ask
         systems[label] = {"info": info.model_dump(), "results": []}
+        systems[asking] = {"info": info.model_dump(), "results": []}
         for category, items in cases.items():
             for case in items:
                 started = time.perf_counter()
                 text, structured = await run_backend(backend, case, params)
-                outcome, detail, calls = score_reply(case, text, structured)
-                systems[label]["results"].append(
-                    CaseResult(case.id, category, label, outcome, detail, text, calls, time.perf_counter() - started)
-                )
+                seconds = time.perf_counter() - started
+                for name, ask in ((label, False), (asking, True)):
+                    outcome, detail, calls = score_reply(case, text, structured, ask=ask)
+                    systems[name]["results"].append(
+                        CaseResult(case.id, category, name, outcome, detail, text, calls, seconds)
+                    )
             _log_category(label, category, systems[label]["results"])
     if args.baseline or args.baseline_only:
         from backend.models.embedded import bundled_model_path

@@ -578,10 +578,11 @@ class _Reply:
         asking for several) are chosen by a grammar over "stop" and the names; a repeated call ends the list.
         """
         prompt = self._native_prompt(self.functions)
-        first = self._first_function()
-        if first == "":
+        offered = self.setup.profile.offered(list(self.functions), self._request())
+        first = self._first_function(offered)
+        if first == "" or not offered:
             return self._native_text()
-        by_name = {spec.name: spec for spec in self.functions}
+        by_name = {spec.name: spec for spec in offered}
         heads = {_CALL_HEAD.format(name=json.dumps(name, ensure_ascii=False)): name for name in by_name}
         written = prompt + NATIVE_CALLS_OPEN
         self.prompt_tokens = self.model.count_tokens(written)
@@ -631,15 +632,15 @@ class _Reply:
         last = self.conversation[-1]
         return last.text if last.role == "user" else ""
 
-    def _first_function(self) -> str | None:
+    def _first_function(self, offered: list[FunctionSpec]) -> str | None:
         """The function to call first, "" for a text reply, or None to let a grammar decide (no threshold set)."""
         threshold = self.setup.profile.relevance_threshold
         if threshold is None:
             return None
         request = self._request()
-        if not request.strip():
+        if not request.strip() or not offered:
             return ""  # after a function result the small model answers in text instead of calling again
-        scores = self.model.relevance(request, self.functions)
+        scores = self.model.relevance(request, offered)
         best = max(scores, key=lambda name: scores[name])
         _log.debug("relevance %s (threshold %.2f)", scores, threshold)
         return best if scores[best] >= threshold else ""

@@ -18,6 +18,7 @@ __all__ = [
     "SMOLLM2_135M",
     "SMOLLM2_RELEVANCE_THRESHOLD",
     "ModelProfile",
+    "asks_for_change",
     "grounded_arguments",
     "relevance_context",
 ]
@@ -48,12 +49,44 @@ class ModelProfile:
     relevance_threshold: float | None = None
     # Keep only the optional argument values the user's message mentions (see `grounded_arguments`).
     ground_optional_values: bool = False
+    # Offer a function that changes data (its name starts with a verb such as cancel or update) only when the
+    # request asks for a change in words of that verb (see `offered`): the small model otherwise answers "Where is
+    # my order?" with update_shipping_address.
+    writes_need_asking: bool = False
+
+    def offered(self, functions: list[FunctionSpec], request: str) -> list[FunctionSpec]:
+        """The functions the model may choose for `request` under this profile."""
+        if not self.writes_need_asking:
+            return functions
+        return [spec for spec in functions if asks_for_change(spec, request)]
 
 
 NEUTRAL = ModelProfile(name="neutral")
 SMOLLM2_135M = ModelProfile(
     name="SmolLM2-135M-Instruct", relevance_threshold=SMOLLM2_RELEVANCE_THRESHOLD, ground_optional_values=True,
+    writes_need_asking=True,
 )
+
+# Verbs that start the name of a function that changes data, and the words a person uses to ask for it. Only verbs
+# that cannot be a calculation or a lookup: "add" and "set" are left out (add(a, b), set_precision).
+_CHANGE_WORDS = {
+    "update": ("update", "change", "modify", "edit", "correct", "move", "redirect", "send", "switch"),
+    "cancel": ("cancel", "cancellation", "call off"),
+    "delete": ("delete", "remove", "erase"),
+    "remove": ("delete", "remove", "erase"),
+    "create": ("create", "open", "file", "raise", "submit", "new", "make", "register"),
+    "book": ("book", "reserve", "reservation"),
+}
+_CHANGE_WORDS["change"] = _CHANGE_WORDS["modify"] = _CHANGE_WORDS["edit"] = _CHANGE_WORDS["update"]
+
+
+def asks_for_change(spec: FunctionSpec, request: str) -> bool:
+    """False for a function that changes data when `request` does not ask for that change; True otherwise."""
+    verb = re.split(r"[_.\-]|(?<=[a-z])(?=[A-Z])", spec.name, maxsplit=1)[0].lower()
+    words = _CHANGE_WORDS.get(verb)
+    if words is None:
+        return True
+    return any(re.search(rf"\b{re.escape(word)}", request, re.IGNORECASE) for word in words)
 
 
 def grounded_arguments(arguments: dict[str, Any], spec: FunctionSpec, request: str) -> dict[str, Any]:

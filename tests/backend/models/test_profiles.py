@@ -50,3 +50,19 @@ def test_optional_values_the_request_does_not_mention_are_left_out() -> None:
     }
     assert grounded_arguments(written, spec, request) == {"city": "Cambridge", "preferences": ["Pet-friendly"]}
     assert grounded_arguments(written, spec, "") == written  # after a function result there is no request to check
+
+
+def test_the_bundled_model_is_offered_a_function_that_changes_data_only_when_asked_for_that_change() -> None:
+    specs = [FunctionSpec(name=name) for name in (
+        "lookup_order", "update_shipping_address", "cancel_order", "create_support_ticket", "add", "bookHotel")]
+
+    def offered(request: str) -> list[str]:
+        return [spec.name for spec in SMOLLM2_135M.offered(specs, request)]
+
+    assert offered("Where is order A1001?") == ["lookup_order", "add"]
+    assert offered("How long do refunds take?") == ["lookup_order", "add"]
+    assert "cancel_order" in offered("Please CANCEL order A1005") and "update_shipping_address" not in offered("Cancel it")
+    assert "update_shipping_address" in offered("Please send order A1013 to 5 Rue de Rivoli instead")
+    assert "create_support_ticket" in offered("Order A1001 arrived broken, please open a ticket")
+    assert "bookHotel" in offered("Reserve a room in Rome")
+    assert NEUTRAL.offered(specs, "Where is order A1001?") == specs  # other models choose for themselves
