@@ -67,17 +67,18 @@ SMOLLM2_135M = ModelProfile(
     writes_need_asking=True,
 )
 
-# Verbs that start the name of a function that changes data, and the words a person uses to ask for it. Only verbs
-# that cannot be a calculation or a lookup: "add" and "set" are left out (add(a, b), set_precision).
+# Verbs that start the name of a function that changes data, and the stems of the words a person uses to ask for it
+# ("modif" for modify and modification). Only verbs that cannot be a calculation or a lookup: "add" and "set" are
+# left out (add(a, b), set_precision).
+_UPDATE = ("updat", "chang", "modif", "edit", "correct", "move", "redirect", "send", "switch")
 _CHANGE_WORDS = {
-    "update": ("update", "change", "modify", "edit", "correct", "move", "redirect", "send", "switch"),
-    "cancel": ("cancel", "cancellation", "call off"),
-    "delete": ("delete", "remove", "erase"),
-    "remove": ("delete", "remove", "erase"),
-    "create": ("create", "open", "file", "raise", "submit", "new", "make", "register"),
-    "book": ("book", "reserve", "reservation"),
+    "update": _UPDATE, "change": _UPDATE, "modify": _UPDATE, "edit": _UPDATE,
+    "cancel": ("cancel", "call off"),
+    "delete": ("delet", "remov", "eras"),
+    "remove": ("delet", "remov", "eras"),
+    "create": ("creat", "open", "file", "rais", "submit", "new", "make", "regist"),
+    "book": ("book", "reserv"),
 }
-_CHANGE_WORDS["change"] = _CHANGE_WORDS["modify"] = _CHANGE_WORDS["edit"] = _CHANGE_WORDS["update"]
 
 
 def asks_for_change(spec: FunctionSpec, request: str) -> bool:
