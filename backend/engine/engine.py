@@ -314,6 +314,9 @@ class Engine:
     async def _replies(self, conversation: Conversation, owner: User, turn_id: str) -> AsyncIterator[EngineEvent]:
         while True:
             specs = self.registry.specs()
+            # Read once per reply: the prompt and the evidence for its calls' provenance come from the same rows (what
+            # the reply itself stores, the model's text, is never evidence).
+            transcript = self.store.transcript(conversation.id)
             text_parts: list[str] = []
             finished: ReplyDone | None = None
             detector = CallDetector()
@@ -322,7 +325,7 @@ class Engine:
             started = time.perf_counter()
             try:
                 stream = self.backend.stream(
-                    prompt_history(self.store.transcript(conversation.id)), specs,
+                    prompt_history(transcript), specs,
                     system=conversation.system_prompt, params=self._params(conversation),
                 )
                 async with aclosing(stream) as chunks:
@@ -396,7 +399,7 @@ class Engine:
             calls = calls[: self.limits.max_calls_per_reply]
             reply_id = new_id()
             # Every call of the reply is stored before any is shown or run: a stop from here on keeps the whole reply.
-            found = evidence(self.store.transcript(conversation.id))
+            found = evidence(transcript)
             proposals = [self._steps.propose(conversation.id, call, reply_id, turn_id, specs, found) for call in calls]
             if dropped > 0:
                 yield ErrorEvent(message=(
